@@ -1,0 +1,107 @@
+"""BSN backend: the application factory."""
+
+from __future__ import annotations
+
+import os
+
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from bsn import http, logs
+from bsn.config import load_settings
+from bsn.extensions import cors, db, limiter, migrate, redis_store, socketio
+
+
+def create_app(config: dict | None = None) -> Flask:
+    app = Flask(__name__, instance_path=os.environ.get("BSN_INSTANCE_PATH") or None, instance_relative_config=True)
+    os.makedirs(app.instance_path, exist_ok=True)
+    app.config.update(load_settings(app.instance_path))
+    app.config.update(config or {})
+    _derive_settings(app)
+    logs.configure(app.config["LOG_FORMAT"], app.config["LOG_LEVEL"])
+
+    # "/api/x" and "/api/x/" are the same call: clients use both, and a redirect would drop a POST body.
+    app.url_map.strict_slashes = False
+    app.json.sort_keys = False
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations"))
+    redis_store.init_app(app)
+    cors.init_app(app, origins=app.config["CORS_ORIGINS"], expose_headers=["X-Request-ID", "Retry-After"])
+    limiter.init_app(app)
+    http.init_app(app)
+    _init_socketio(app)
+    _register_blueprints(app)
+
+    from bsn import cli
+
+    cli.init_app(app)
+    return app
+
+
+def _derive_settings(app: Flask) -> None:
+    """Settings of the extensions, derived from BSN's own so each is configured in one place."""
+    config = app.config
+    uri = config["SQLALCHEMY_DATABASE_URI"]
+    options = dict(config["SQLALCHEMY_ENGINE_OPTIONS"])
+    if uri.startswith("postgresql"):
+        options.setdefault("pool_size", config["DB_POOL_SIZE"])
+        options.setdefault("max_overflow", config["DB_POOL_SIZE"])
+    elif uri.startswith("sqlite"):
+        options.setdefault("connect_args", {"timeout": 30})
+    config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+    config.setdefault("RATELIMIT_STORAGE_URI", config["REDIS_URL"])
+    config.setdefault("RATELIMIT_STRATEGY", "fixed-window")
+    config.setdefault("RATELIMIT_KEY_PREFIX", "bsn-rl")
+    config["RATELIMIT_SWALLOW_ERRORS"] = config["RATELIMIT_FAIL_OPEN"]
+    config["RATELIMIT_HEADERS_ENABLED"] = True
+    config.update(
+        API_TITLE="BSN API",
+        API_VERSION="1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api",
+        OPENAPI_JSON_PATH="openapi.json",
+    )
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection, _record):
+    # WAL lets readers run beside the single writer; foreign keys are off by default in SQLite.
+    if type(dbapi_connection).__module__.startswith("sqlite3"):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+
+def _init_socketio(app: Flask) -> None:
+    from gevent import monkey
+
+    async_mode = "gevent" if monkey.is_module_patched("socket") else "threading"
+    socketio.init_app(
+        app,
+        async_mode=async_mode,
+        message_queue=app.config["REDIS_URL"],
+        cors_allowed_origins=app.config["CORS_ORIGINS"],
+        # A ping every 25 s with 20 s to answer keeps idle connections open through proxies.
+        ping_interval=25,
+        ping_timeout=20,
+        max_http_buffer_size=app.config["MAX_CONTENT_LENGTH"],
+    )
+
+
+def _register_blueprints(app: Flask) -> None:
+    from bsn.blueprints import auth, ops
+    from bsn.http import Api
+
+    api = Api(
+        app,
+        spec_kwargs={
+            "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+        },
+    )
+    app.extensions["bsn_api"] = api
+    for blueprint in (ops.blp, auth.blp):
+        api.register_blueprint(blueprint)

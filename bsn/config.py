@@ -1,0 +1,81 @@
+"""Settings read from the environment (twelve-factor), with defaults that run locally."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise RuntimeError(f"setting {name} must be an integer, got {raw!r}") from None
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in _env(name, default).split(",") if item.strip()]
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept Heroku's ``postgres://`` and pick psycopg 3 as the driver."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return url
+
+
+def load_settings(instance_path: str) -> dict:
+    """Every setting of the service, each with its local default (the README lists them all)."""
+    env = _env("BSN_ENV", "development")
+    default_db = "sqlite:///" + os.path.join(instance_path, "bsn.sqlite3")
+    return {
+        "ENV_NAME": env,
+        # The local default key only protects a development instance; production must set its own.
+        "SECRET_KEY": _env("SECRET_KEY", "dev-insecure-secret-key"),
+        "SQLALCHEMY_DATABASE_URI": normalize_database_url(_env("DATABASE_URL", default_db)),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "DB_POOL_SIZE": _int("DB_POOL_SIZE", 10),
+        "REDIS_URL": _env("REDIS_URL", "redis://127.0.0.1:6390/0"),
+        # Accounts
+        "AUTH_TOKEN_TTL": _int("AUTH_TOKEN_TTL", 30 * 24 * 3600),
+        "AUTH_CACHE_TTL": _int("AUTH_CACHE_TTL", 300),
+        "PASSWORD_MIN_LENGTH": _int("PASSWORD_MIN_LENGTH", 10),
+        "PASSWORD_HASH_TIME_COST": _int("PASSWORD_HASH_TIME_COST", 3),
+        "PASSWORD_HASH_MEMORY_KIB": _int("PASSWORD_HASH_MEMORY_KIB", 65536),
+        # HTTP
+        "CORS_ORIGINS": _list("CORS_ORIGINS", "http://localhost:3000,http://127.0.0.1:3000"),
+        "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 1024 * 1024),
+        "UPLOAD_MAX_BYTES": _int("UPLOAD_MAX_BYTES", 10 * 1024 * 1024),
+        "HSTS_ENABLED": _bool("HSTS_ENABLED", env == "production"),
+        "LOG_FORMAT": _env("LOG_FORMAT", "json" if env == "production" else "text"),
+        "LOG_LEVEL": _env("LOG_LEVEL", "INFO"),
+        # Rate limits (limits' notation: "N per unit", several separated by ";")
+        "RATELIMIT_ENABLED": _bool("RATELIMIT_ENABLED", True),
+        "RATELIMIT_ANON": _env("RATELIMIT_ANON", "120 per minute"),
+        "RATELIMIT_USER": _env("RATELIMIT_USER", "1200 per minute"),
+        "RATELIMIT_LOGIN_IP": _env("RATELIMIT_LOGIN_IP", "20 per minute"),
+        "RATELIMIT_LOGIN_ACCOUNT": _env("RATELIMIT_LOGIN_ACCOUNT", "5 per minute;30 per hour"),
+        "RATELIMIT_REGISTER_IP": _env("RATELIMIT_REGISTER_IP", "10 per hour"),
+        "RATELIMIT_FAIL_OPEN": _bool("RATELIMIT_FAIL_OPEN", True),
+        # Jobs and liveness
+        "WORKER_MAX_AGE": _int("WORKER_MAX_AGE", 60),
+        "SCHEDULER_INTERVAL": _int("SCHEDULER_INTERVAL", 5),
+        "SCHEDULER_MAX_AGE": _int("SCHEDULER_MAX_AGE", 60),
+        "PYTHON_EXECUTABLE": sys.executable,
+    }

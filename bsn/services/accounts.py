@@ -1,0 +1,220 @@
+"""Accounts: registration, login, bearer tokens and profiles."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from datetime import timedelta
+
+import redis
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import current_app
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from bsn.clock import now
+from bsn.errors import Conflict, Forbidden, Unauthorized, ValidationError
+from bsn.extensions import db, redis_store
+from bsn.models import AuthToken, Role, User
+
+log = logging.getLogger(__name__)
+
+TOKEN_CACHE_PREFIX = "auth:token:"
+REVOKED = b"revoked"
+
+
+def _hasher() -> PasswordHasher:
+    hasher = current_app.extensions.get("bsn_hasher")
+    if hasher is None:
+        hasher = PasswordHasher(
+            time_cost=current_app.config["PASSWORD_HASH_TIME_COST"],
+            memory_cost=current_app.config["PASSWORD_HASH_MEMORY_KIB"],
+        )
+        current_app.extensions["bsn_hasher"] = hasher
+    return hasher
+
+
+def hash_password(password: str) -> str:
+    return _hasher().hash(password)
+
+
+def check_password_rules(password: str, username: str, email: str) -> None:
+    """Length and a few cheap guards against the most guessable choices; raises ValidationError."""
+    problems = []
+    minimum = current_app.config["PASSWORD_MIN_LENGTH"]
+    if len(password) < minimum:
+        problems.append(f"Must be at least {minimum} characters long.")
+    if len(set(password)) < 4:
+        problems.append("Must use at least 4 different characters.")
+    lowered = password.lower()
+    if username and username.lower() in lowered:
+        problems.append("Must not contain the username.")
+    local = email.split("@", 1)[0].lower() if email else ""
+    if len(local) >= 3 and local in lowered:
+        problems.append("Must not contain the e-mail address.")
+    if problems:
+        raise ValidationError("The password is too weak.", fields={"password": problems})
+
+
+def register(username: str, email: str, password: str, role: Role = Role.USER) -> User:
+    username, email = username.strip(), email.strip()
+    check_password_rules(password, username, email)
+    taken = {}
+    if db.session.scalar(select(User.id).where(func.lower(User.username) == username.lower())):
+        taken["username"] = ["This username is taken."]
+    if db.session.scalar(select(User.id).where(func.lower(User.email) == email.lower())):
+        taken["email"] = ["An account with this e-mail exists."]
+    if taken:
+        raise Conflict("The account already exists.", fields=taken, code="account_exists")
+    user = User(username=username, email=email, password_hash=hash_password(password), role=role.value)
+    db.session.add(user)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # A concurrent registration took the name between the check and the insert.
+        db.session.rollback()
+        raise Conflict("The account already exists.", code="account_exists") from None
+    return user
+
+
+def login(identifier: str, password: str) -> tuple[str, User]:
+    """Check a username or e-mail and password; returns a new bearer token and the user."""
+    ident = identifier.strip().lower()
+    column = User.email if "@" in ident else User.username
+    user = db.session.scalar(select(User).where(func.lower(column) == ident))
+    hasher = _hasher()
+    if user is None:
+        # Spend the same time as a real check, so a response time does not tell which accounts exist.
+        _dummy_verify(hasher, password)
+        raise Unauthorized("Wrong username or password.", code="invalid_credentials")
+    try:
+        hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        raise Unauthorized("Wrong username or password.", code="invalid_credentials") from None
+    if user.is_suspended:
+        raise Forbidden("This account is suspended.", code="account_suspended")
+    if hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hasher.hash(password)
+    token = issue_token(user)
+    return token, user
+
+
+def _dummy_verify(hasher: PasswordHasher, password: str) -> None:
+    dummy = current_app.extensions.get("bsn_dummy_hash")
+    if dummy is None:
+        dummy = current_app.extensions["bsn_dummy_hash"] = hasher.hash(secrets.token_hex(8))
+    try:
+        hasher.verify(dummy, password)
+    except VerificationError:
+        pass
+
+
+def _digest(raw_token: str) -> str:
+    return hashlib.sha256(raw_token.encode()).hexdigest()
+
+
+def issue_token(user: User) -> str:
+    raw = secrets.token_urlsafe(32)
+    ttl = timedelta(seconds=current_app.config["AUTH_TOKEN_TTL"])
+    db.session.add(AuthToken(user_id=user.id, token_hash=_digest(raw), expires_at=now() + ttl))
+    db.session.commit()
+    return raw
+
+
+def logout(raw_token: str) -> None:
+    """Revoke one token at once, on every process: the database row and the shared cache."""
+    digest = _digest(raw_token)
+    db.session.execute(
+        update(AuthToken).where(AuthToken.token_hash == digest, AuthToken.revoked_at.is_(None)).values(revoked_at=now())
+    )
+    db.session.commit()
+    _cache_set(digest, REVOKED, current_app.config["AUTH_CACHE_TTL"], only_if_absent=False)
+
+
+def revoke_all_tokens(user: User) -> None:
+    """End every session of a user (suspension, password change)."""
+    digests = db.session.scalars(
+        select(AuthToken.token_hash).where(AuthToken.user_id == user.id, AuthToken.revoked_at.is_(None))
+    ).all()
+    db.session.execute(
+        update(AuthToken).where(AuthToken.user_id == user.id, AuthToken.revoked_at.is_(None)).values(revoked_at=now())
+    )
+    db.session.commit()
+    for digest in digests:
+        _cache_set(digest, REVOKED, current_app.config["AUTH_CACHE_TTL"], only_if_absent=False)
+
+
+def _cache_set(digest: str, value: bytes, ttl: int, *, only_if_absent: bool) -> None:
+    if ttl <= 0:
+        return
+    try:
+        redis_store.client.set(TOKEN_CACHE_PREFIX + digest, value, ex=ttl, nx=only_if_absent)
+    except redis.RedisError:
+        log.warning("token cache unavailable; falling back to the database")
+
+
+def user_id_for_token(raw_token: str) -> int | None:
+    """The user a live token belongs to, or None. Cached in Redis so most checks skip the database.
+
+    A revocation writes a tombstone that a concurrent cache fill cannot overwrite (fills use NX),
+    so a logout is seen by every process at once.
+    """
+    digest = _digest(raw_token)
+    current = now()
+    cached = None
+    try:
+        cached = redis_store.client.get(TOKEN_CACHE_PREFIX + digest)
+    except redis.RedisError:
+        log.warning("token cache unavailable; falling back to the database")
+    if cached is not None:
+        if cached == REVOKED:
+            return None
+        user_id, _, expires = cached.decode().partition(":")
+        if float(expires) > current.timestamp():
+            return int(user_id)
+        return None
+    row = db.session.execute(
+        select(AuthToken.user_id, AuthToken.expires_at).where(
+            AuthToken.token_hash == digest, AuthToken.revoked_at.is_(None)
+        )
+    ).first()
+    if row is None or row.expires_at <= current:
+        return None
+    ttl = min(current_app.config["AUTH_CACHE_TTL"], int((row.expires_at - current).total_seconds()))
+    _cache_set(digest, f"{row.user_id}:{row.expires_at.timestamp()}".encode(), ttl, only_if_absent=True)
+    return row.user_id
+
+
+def authenticate(raw_token: str) -> User:
+    """The user behind a bearer token; raises Unauthorized or Forbidden (suspended)."""
+    user_id = user_id_for_token(raw_token)
+    user = db.session.get(User, user_id) if user_id is not None else None
+    if user is None:
+        raise Unauthorized("The token is invalid, expired or revoked.", code="invalid_token")
+    if user.is_suspended:
+        raise Forbidden("This account is suspended.", code="account_suspended")
+    return user
+
+
+PROFILE_FIELDS = ("display_name", "bio", "avatar_url")
+
+
+def update_profile(user: User, changes: dict) -> User:
+    for key, value in changes.items():
+        if key not in PROFILE_FIELDS:
+            raise ValidationError(fields={key: ["This field cannot be changed."]})
+        setattr(user, key, value)
+    db.session.commit()
+    return user
+
+
+def set_suspended(actor: User, user: User, suspended: bool) -> User:
+    if not actor.is_moderator:
+        raise Forbidden()
+    user.suspended_at = now() if suspended else None
+    db.session.commit()
+    if suspended:
+        revoke_all_tokens(user)
+    return user
