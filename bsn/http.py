@@ -48,7 +48,7 @@ class Api(SmorestApi):
     def handle_http_exception(self, error: HTTPException):
         if isinstance(error, RateLimitExceeded):
             return _error_response(
-                429, "rate_limited", f"Too many requests: limit is {error.description}.", headers=error.get_headers()
+                429, "rate_limited", f"Too many requests: the limit is {error.description}."
             )
         data = getattr(error, "data", None) or {}
         code = error.code or 500
@@ -58,15 +58,14 @@ class Api(SmorestApi):
         if code == 400 and data.get("messages"):
             return _error_response(400, "invalid_json", "The body is not valid JSON.")
         if code == 500:
-            original = getattr(error, "original_exception", None)
-            if original is not None:
-                log.error("unhandled error", exc_info=original)
+            # Flask has already logged the exception with its traceback (and request id).
             return _error_response(500, "internal_error", "Something went wrong on our side.")
         name = _SNAKE.sub("_", (error.name or "error").lower()).strip("_")
         message = error.description or error.name
         if code == 413:
             message = f"The body is larger than {request.max_content_length} bytes."
-        return _error_response(code, name, message, headers=dict(error.get_headers()) if code == 405 else None)
+        allow = {"Allow": error.valid_methods and ", ".join(error.valid_methods)} if code == 405 else None
+        return _error_response(code, name, message, headers=allow)
 
 
 def _handle_bsn_error(error: BSNError):

@@ -31,6 +31,21 @@ class ContextFilter(logging.Filter):
         return True
 
 
+def _install_record_factory() -> None:
+    """Stamp every record with its request or job id when it is made, so every handler sees it."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "_bsn", False):
+        return
+
+    def factory(*args, **kwargs):
+        record = previous(*args, **kwargs)
+        record.request_id = _context_id()
+        return record
+
+    factory._bsn = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
+
+
 class JSONFormatter(logging.Formatter):
     RESERVED = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "request_id"}
 
@@ -60,6 +75,7 @@ class TextFormatter(logging.Formatter):
 def configure(fmt: str, level: str) -> None:
     """Install the handler once per process; later apps in the same process (tests) reuse it."""
     global _CONFIGURED
+    _install_record_factory()
     root = logging.getLogger()
     root.setLevel(level.upper())
     if _CONFIGURED:

@@ -70,6 +70,8 @@ def _drop_postgres_database(name: str) -> None:
 
 TEST_SETTINGS = {
     "TESTING": True,
+    # Unexpected errors answer 500 as in production (and are logged), instead of surfacing in the test.
+    "PROPAGATE_EXCEPTIONS": False,
     # Cheap hashing keeps the suite fast; production keeps argon2's defaults.
     "PASSWORD_HASH_TIME_COST": 1,
     "PASSWORD_HASH_MEMORY_KIB": 1024,

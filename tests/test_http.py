@@ -1,0 +1,129 @@
+"""The HTTP conventions of CONTRACT.md: error envelope, slashes, request ids, headers, CORS, body size."""
+
+import logging
+
+from tests.conftest import auth
+
+
+def assert_envelope(response, status, code):
+    assert response.status_code == status
+    assert response.is_json, response.data
+    error = response.get_json()["error"]
+    assert error["code"] == code
+    assert error["message"]
+    assert error["request_id"] == response.headers["X-Request-ID"]
+    return error
+
+
+def test_unknown_path_is_a_json_404(client):
+    assert_envelope(client.get("/api/nope/"), 404, "not_found")
+
+
+def test_wrong_method_is_a_json_405(client):
+    response = client.delete("/api/auth/login/")
+    assert_envelope(response, 405, "method_not_allowed")
+    assert "POST" in response.headers["Allow"]
+
+
+def test_invalid_json_is_a_400(client):
+    response = client.post("/api/auth/login/", data="{not json", content_type="application/json")
+    assert_envelope(response, 400, "invalid_json")
+
+
+def test_missing_fields_are_named(client):
+    error = assert_envelope(client.post("/api/auth/login/", json={}), 422, "validation_error")
+    assert set(error["fields"]) == {"username", "password"}
+
+
+def test_wrong_types_are_named(client):
+    error = assert_envelope(client.post("/api/auth/login/", json={"username": 5, "password": ["x"]}), 422, "validation_error")
+    assert set(error["fields"]) == {"username", "password"}
+
+
+def test_a_body_over_the_limit_is_413(client, app):
+    big = "x" * (app.config["MAX_CONTENT_LENGTH"] + 1)
+    response = client.post("/api/auth/login/", data=big, content_type="application/json")
+    assert_envelope(response, 413, "request_entity_too_large")
+
+
+def test_unexpected_errors_are_a_json_500_and_logged_with_the_request_id(client, make_user, monkeypatch, caplog):
+    from bsn.services import accounts
+
+    _, token = make_user()
+
+    def boom(user, changes):
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setattr(accounts, "update_profile", boom)
+    with caplog.at_level(logging.ERROR):
+        response = client.patch("/api/auth/user/", json={"bio": "x"}, headers={**auth(token), "X-Request-ID": "req-12345678"})
+    error = assert_envelope(response, 500, "internal_error")
+    assert "fire" not in error["message"]
+    assert error["request_id"] == "req-12345678"
+    records = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any(getattr(r, "request_id", None) == "req-12345678" and r.exc_info for r in records)
+
+
+def test_paths_work_with_and_without_the_trailing_slash(client, make_user):
+    _, token = make_user()
+    with_slash = client.get("/api/auth/user/", headers=auth(token))
+    without = client.get("/api/auth/user", headers=auth(token))
+    assert with_slash.status_code == without.status_code == 200
+    post = client.post("/api/auth/login", json={"username": "nobody", "password": "whatever-it-is"})
+    assert post.status_code == 401
+
+
+def test_every_answer_carries_a_request_id_and_security_headers(client):
+    response = client.get("/health")
+    assert len(response.headers["X-Request-ID"]) >= 8
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+    junk = client.get("/health", headers={"X-Request-ID": "bad id with spaces"})
+    assert junk.headers["X-Request-ID"] != "bad id with spaces"
+
+
+def test_cors_allows_only_listed_origins(client, app):
+    allowed = app.config["CORS_ORIGINS"][0]
+    ok = client.options("/api/auth/user/", headers={"Origin": allowed, "Access-Control-Request-Method": "GET"})
+    assert ok.headers.get("Access-Control-Allow-Origin") == allowed
+    evil = client.options(
+        "/api/auth/user/", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "GET"}
+    )
+    assert "Access-Control-Allow-Origin" not in evil.headers
+
+
+def test_access_log_has_no_secrets(client, caplog):
+    password = "correct horse battery"
+    with caplog.at_level(logging.INFO):
+        response = client.post(
+            "/api/auth/register/", json={"username": "eve", "email": "eve@example.com", "password": password}
+        )
+        token = response.get_json()["token"]
+        client.get("/api/auth/user/", headers=auth(token))
+    text = "\n".join(r.getMessage() + str(vars(r)) for r in caplog.records)
+    assert password not in text and token not in text and "eve@example.com" not in text
+    assert "/api/auth/user/" in text
+
+
+def test_json_log_lines_carry_the_request_id():
+    import json
+
+    from bsn.logs import ContextFilter, JSONFormatter
+
+    record = logging.makeLogRecord({"msg": "hello %s", "args": ("world",), "levelname": "INFO", "request_id": "r1"})
+    ContextFilter().filter(record)
+    line = json.loads(JSONFormatter().format(record))
+    assert line["msg"] == "hello world" and line["request_id"] == "r1" and line["ts"].endswith("Z")
+
+
+def test_openapi_document_is_generated_from_the_schemas(client):
+    response = client.get("/api/openapi.json")
+    assert response.status_code == 200
+    spec = response.get_json()
+    assert spec["openapi"].startswith("3.")
+    register = spec["paths"]["/api/auth/register/"]["post"]
+    schema_ref = register["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    name = schema_ref.rsplit("/", 1)[1]
+    assert set(spec["components"]["schemas"][name]["properties"]) == {"username", "email", "password"}
+    assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
