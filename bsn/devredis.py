@@ -65,7 +65,8 @@ class PrivateRedis:
             args += ["--appendonly", "yes", "--save", "60 1"]
         else:
             args += ["--appendonly", "no", "--save", ""]
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+        # A session of its own: a Ctrl-C meant for the dynos must not stop Redis under them.
+        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
         self.wait_ready(timeout)
         return self
 
@@ -75,7 +76,10 @@ class PrivateRedis:
         while True:
             if self.process is not None and self.process.poll() is not None:
                 log = os.path.join(self.directory, "redis.log")
-                tail = open(log).read()[-2000:] if os.path.exists(log) else ""
+                tail = ""
+                if os.path.exists(log):
+                    with open(log) as handle:
+                        tail = handle.read()[-2000:]
                 raise RuntimeError(f"redis-server exited with {self.process.returncode}: {tail}")
             try:
                 if client.ping():

@@ -47,9 +47,7 @@ class Api(SmorestApi):
 
     def handle_http_exception(self, error: HTTPException):
         if isinstance(error, RateLimitExceeded):
-            return _error_response(
-                429, "rate_limited", f"Too many requests: the limit is {error.description}."
-            )
+            return _error_response(429, "rate_limited", f"Too many requests: the limit is {error.description}.")
         data = getattr(error, "data", None) or {}
         code = error.code or 500
         if code == 422 and data.get("messages"):

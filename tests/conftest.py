@@ -94,7 +94,9 @@ def app(database_url, redis_url):
     from flask_migrate import upgrade
 
     instance = tempfile.mkdtemp(prefix="bsn-instance-")
-    application = create_app({**TEST_SETTINGS, "SQLALCHEMY_DATABASE_URI": _driver(database_url), "REDIS_URL": redis_url})
+    application = create_app(
+        {**TEST_SETTINGS, "SQLALCHEMY_DATABASE_URI": _driver(database_url), "REDIS_URL": redis_url}
+    )
     application.instance_path = instance
     with application.app_context():
         upgrade()

@@ -14,7 +14,8 @@ PASSWORD = "correct horse battery"
 
 def register(client, username="alice", email=None, password=PASSWORD):
     return client.post(
-        "/api/auth/register/", json={"username": username, "email": email or f"{username}@example.com", "password": password}
+        "/api/auth/register/",
+        json={"username": username, "email": email or f"{username}@example.com", "password": password},
     )
 
 

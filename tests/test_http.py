@@ -36,7 +36,9 @@ def test_missing_fields_are_named(client):
 
 
 def test_wrong_types_are_named(client):
-    error = assert_envelope(client.post("/api/auth/login/", json={"username": 5, "password": ["x"]}), 422, "validation_error")
+    error = assert_envelope(
+        client.post("/api/auth/login/", json={"username": 5, "password": ["x"]}), 422, "validation_error"
+    )
     assert set(error["fields"]) == {"username", "password"}
 
 
@@ -56,7 +58,9 @@ def test_unexpected_errors_are_a_json_500_and_logged_with_the_request_id(client,
 
     monkeypatch.setattr(accounts, "update_profile", boom)
     with caplog.at_level(logging.ERROR):
-        response = client.patch("/api/auth/user/", json={"bio": "x"}, headers={**auth(token), "X-Request-ID": "req-12345678"})
+        response = client.patch(
+            "/api/auth/user/", json={"bio": "x"}, headers={**auth(token), "X-Request-ID": "req-12345678"}
+        )
     error = assert_envelope(response, 500, "internal_error")
     assert "fire" not in error["message"]
     assert error["request_id"] == "req-12345678"

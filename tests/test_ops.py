@@ -25,12 +25,13 @@ def test_ready_names_what_is_missing(client):
 
 def test_ready_with_a_live_worker_and_scheduler_and_503_when_the_scheduler_dies(client, app, monkeypatch):
     monkeypatch.setitem(app.config, "SCHEDULER_MAX_AGE", 3)
-    with flask_process(app, "bsn", "worker"), flask_process(app, "bsn", "scheduler", SCHEDULER_INTERVAL=1, SCHEDULER_MAX_AGE=3) as scheduler:
+    with (
+        flask_process(app, "bsn", "worker"),
+        flask_process(app, "bsn", "scheduler", SCHEDULER_INTERVAL=1, SCHEDULER_MAX_AGE=3) as scheduler,
+    ):
         wait_until(lambda: ready(client)[0] == 200, timeout=30, message="/ready to turn 200")
         stop(scheduler, signal.SIGKILL)
-        status, body = wait_until(
-            lambda: (r := ready(client))[0] == 503 and r, timeout=30, message="/ready to turn 503"
-        )
+        _, body = wait_until(lambda: (r := ready(client))[0] == 503 and r, timeout=30, message="/ready to turn 503")
         assert "scheduler" in body["error"]["message"] and "worker" not in body["error"]["message"]
         with flask_process(app, "bsn", "scheduler", SCHEDULER_INTERVAL=1, SCHEDULER_MAX_AGE=3):
             wait_until(lambda: ready(client)[0] == 200, timeout=30, message="/ready to come back")

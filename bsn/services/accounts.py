@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -105,10 +106,8 @@ def _dummy_verify(hasher: PasswordHasher, password: str) -> None:
     dummy = current_app.extensions.get("bsn_dummy_hash")
     if dummy is None:
         dummy = current_app.extensions["bsn_dummy_hash"] = hasher.hash(secrets.token_hex(8))
-    try:
+    with contextlib.suppress(VerificationError):
         hasher.verify(dummy, password)
-    except VerificationError:
-        pass
 
 
 def _digest(raw_token: str) -> str:
