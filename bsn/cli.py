@@ -52,3 +52,16 @@ def scheduler(burst: bool) -> None:
     from workers.runtime import run_scheduler
 
     run_scheduler(current_app._get_current_object(), burst)
+
+
+@bsn_cli.command("audit-ledger")
+def audit_ledger() -> None:
+    """Check that every balance equals the sum of its ledger entries; exit 1 on any difference."""
+    from bsn.services import tokens
+
+    differences = tokens.audit()
+    for row in differences:
+        click.echo(f"user {row['user_id']}: balance {row['balance']} != entries {row['entries_sum']}")
+    if differences:
+        raise SystemExit(1)
+    click.echo("ledger clean: every balance equals the sum of its entries")

@@ -73,6 +73,14 @@ def load_settings(instance_path: str) -> dict:
         "RATELIMIT_LOGIN_ACCOUNT": _env("RATELIMIT_LOGIN_ACCOUNT", "5 per minute;30 per hour"),
         "RATELIMIT_REGISTER_IP": _env("RATELIMIT_REGISTER_IP", "10 per hour"),
         "RATELIMIT_FAIL_OPEN": _bool("RATELIMIT_FAIL_OPEN", True),
+        # Mining (seconds unless named otherwise)
+        "MINING_BASE_RATE": _env("MINING_BASE_RATE", "0.6"),  # tokens per hour before bonuses
+        "HEARTBEAT_TIMEOUT": _int("HEARTBEAT_TIMEOUT", 300),
+        "ACTIVITY_TIMEOUT": _int("ACTIVITY_TIMEOUT", 3600),
+        "MAX_SESSION": _int("MAX_SESSION", 24 * 3600),
+        "CLEANUP_INTERVAL": _int("CLEANUP_INTERVAL", 600),
+        "LEDGER_AUDIT_INTERVAL": _int("LEDGER_AUDIT_INTERVAL", 24 * 3600),
+        "LEADERBOARD_REBUILD_INTERVAL": _int("LEADERBOARD_REBUILD_INTERVAL", 3600),
         # Jobs and liveness
         "WORKER_MAX_AGE": _int("WORKER_MAX_AGE", 60),
         "SCHEDULER_INTERVAL": _int("SCHEDULER_INTERVAL", 5),

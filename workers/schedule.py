@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from workers.queues import DEFAULT
+from workers.queues import DEFAULT, HIGH, LOW
 
 
 @dataclass(frozen=True)
@@ -16,4 +16,8 @@ class Periodic:
     queue: str = DEFAULT
 
 
-PERIODIC: tuple[Periodic, ...] = ()
+PERIODIC: tuple[Periodic, ...] = (
+    Periodic("mining-sweep", "workers.mining.sweep", "CLEANUP_INTERVAL", timeout=120, queue=HIGH),
+    Periodic("mining-leaderboards", "workers.mining.rebuild_leaderboards", "LEADERBOARD_REBUILD_INTERVAL", 600, LOW),
+    Periodic("ledger-audit", "workers.tokens.audit_ledger", "LEDGER_AUDIT_INTERVAL", timeout=1800, queue=LOW),
+)

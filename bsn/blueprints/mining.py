@@ -1,0 +1,105 @@
+"""REST: mining sessions, claims, history, achievements, leaderboard."""
+
+from flask_smorest import Blueprint
+
+from bsn.auth import current_user, login_required
+from bsn.dbtools import decode_cursor, encode_cursor
+from bsn.schemas.common import PageArgsSchema, page
+from bsn.schemas.mining import (
+    AchievementsSchema,
+    ClaimSchema,
+    HeartbeatSchema,
+    LeaderboardArgsSchema,
+    LeaderboardSchema,
+    MiningActivityPageSchema,
+    MiningStatsSchema,
+)
+from bsn.services import mining
+
+blp = Blueprint("mining", __name__, url_prefix="/api/mining", description="Token mining")
+SECURITY = [{"bearer": []}]
+
+
+@blp.route("/start/", methods=["POST"])
+@blp.doc(security=SECURITY)
+@login_required
+@blp.response(200, MiningStatsSchema)
+def start():
+    """Start mining; while a session is live this changes nothing."""
+    return mining.start(current_user())
+
+
+@blp.route("/heartbeat/", methods=["PATCH"])
+@blp.doc(security=SECURITY)
+@login_required
+@blp.response(200, HeartbeatSchema)
+def heartbeat():
+    """Keep the session alive (clients send one every 30 s while visible). A lapsed session stays stopped."""
+    return mining.heartbeat(current_user())
+
+
+@blp.route("/activity-check/", methods=["PATCH"])
+@blp.doc(security=SECURITY)
+@login_required
+@blp.response(200, MiningStatsSchema)
+def activity_check():
+    """Record user activity; answers whether mining goes on."""
+    return mining.activity_check(current_user())
+
+
+@blp.route("/stop/", methods=["POST"])
+@blp.doc(security=SECURITY)
+@login_required
+@blp.response(200, MiningStatsSchema)
+def stop():
+    """Stop mining now (idempotent)."""
+    return mining.stop(current_user())
+
+
+@blp.route("/stats/", methods=["GET"])
+@blp.doc(security=SECURITY)
+@login_required
+@blp.response(200, MiningStatsSchema)
+def stats():
+    """The caller's mining state, with the accrual rule applied at this instant."""
+    return mining.stats(current_user())
+
+
+@blp.route("/claim/", methods=["POST"])
+@blp.doc(security=SECURITY)
+@login_required
+@blp.response(200, ClaimSchema)
+def claim():
+    """Move the pending amount into the balance (409 nothing_to_claim when there is none)."""
+    return mining.claim(current_user())
+
+
+@blp.route("/activities/", methods=["GET"])
+@blp.doc(security=SECURITY)
+@login_required
+@blp.arguments(PageArgsSchema, location="query")
+@blp.response(200, MiningActivityPageSchema)
+def activities(args):
+    """The caller's mining sessions, newest first."""
+    before = decode_cursor(args["cursor"], 1)[0] if args.get("cursor") else None
+    items, more = mining.activities(current_user(), args["limit"], before)
+    return page(items, encode_cursor(items[-1]["id"]) if more else None)
+
+
+@blp.route("/achievements/", methods=["GET"])
+@blp.doc(security=SECURITY)
+@login_required
+@blp.response(200, AchievementsSchema)
+def achievements():
+    """Achievements earned and still to earn, with the mining-power bonus each gives."""
+    return mining.achievements(current_user())
+
+
+@blp.route("/leaderboard/", methods=["GET"])
+@blp.doc(security=SECURITY)
+@login_required
+@blp.arguments(LeaderboardArgsSchema, location="query")
+@blp.response(200, LeaderboardSchema)
+def leaderboard(args):
+    """Top miners by tokens mined, all time or this ISO week, and the caller's own rank."""
+    return mining.leaderboard(current_user(), args["period"], args["limit"])

@@ -1,0 +1,57 @@
+"""Database helpers that differ by backend: row locks, upserts, cursors."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from sqlalchemy import Select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from bsn.errors import ValidationError
+from bsn.extensions import db
+
+
+def is_sqlite() -> bool:
+    return db.session.get_bind().dialect.name == "sqlite"
+
+
+def lock(stmt: Select, model, where):
+    """Run `stmt` holding a write lock on what it reads, until the transaction ends.
+
+    PostgreSQL: SELECT ... FOR UPDATE. SQLite has no row locks: a no-op UPDATE of the same rows
+    takes the database's write lock first (pysqlite opens the transaction at the first write), so
+    two read-modify-write transactions can never interleave.
+    """
+    if is_sqlite():
+        pk = model.__mapper__.primary_key[0]
+        db.session.execute(
+            update(model).where(where).values({pk.name: pk}).execution_options(synchronize_session=False)
+        )
+        return db.session.execute(stmt)
+    return db.session.execute(stmt.with_for_update(of=model))
+
+
+def insert_ignore(model, rows: list[dict], index_elements: list[str]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING, on either backend."""
+    if not rows:
+        return
+    insert = sqlite_insert if is_sqlite() else pg_insert
+    db.session.execute(insert(model).values(rows).on_conflict_do_nothing(index_elements=index_elements))
+
+
+def encode_cursor(*values) -> str:
+    raw = json.dumps(values, separators=(",", ":"), default=str).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, arity: int) -> list:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationError(fields={"cursor": ["Invalid cursor."]}) from None
+    if not isinstance(values, list) or len(values) != arity:
+        raise ValidationError(fields={"cursor": ["Invalid cursor."]})
+    return values

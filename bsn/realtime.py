@@ -1,0 +1,41 @@
+"""Publishing realtime events: through the Socket.IO Redis message queue, from web and worker alike.
+
+Services call these only after their transaction has committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from bsn.clock import isoformat
+from bsn.extensions import socketio
+
+log = logging.getLogger(__name__)
+
+NOTIFICATIONS = "/notifications"
+
+
+def user_room(user_id: int) -> str:
+    return f"user:{user_id}"
+
+
+def _jsonable(value):
+    if isinstance(value, datetime):
+        return isoformat(value)
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def emit(event: str, data: dict, namespace: str, room: str) -> None:
+    try:
+        socketio.emit(event, _jsonable(data), namespace=namespace, to=room)
+    except Exception:
+        log.exception("could not publish %s to %s%s", event, namespace, room)
+
+
+def notify_user(user_id: int, event: str, data: dict) -> None:
+    emit(event, data, NOTIFICATIONS, user_room(user_id))

@@ -1,0 +1,468 @@
+"""Token mining: sessions, the accrual rule, claims, streaks, achievements and the leaderboard.
+
+The accrual rule: a session accrues `power` base units per hour from `started_at` to its end, and
+its end is the earliest of an explicit stop, `last_heartbeat + HEARTBEAT_TIMEOUT`,
+`last_activity_at + ACTIVITY_TIMEOUT` and `started_at + MAX_SESSION`. Every read and write applies
+the rule with the server's clock, so answers never depend on whether the sweep has run; the sweep
+only records ends that the rule already implies.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+
+import redis
+from flask import current_app
+from sqlalchemy import case, literal, select, update
+
+from bsn import amounts, realtime
+from bsn.clock import now as clock_now
+from bsn.dbtools import insert_ignore, lock
+from bsn.errors import Conflict
+from bsn.extensions import db, redis_store
+from bsn.models import Achievement, MiningSession, MiningState, User
+from bsn.models.base import UTCDateTime
+from bsn.services import tokens
+
+log = logging.getLogger(__name__)
+
+HOUR_US = 3600 * 1_000_000
+
+# End reasons
+STOPPED = "stopped"
+HEARTBEAT_TIMEOUT = "heartbeat_timeout"
+INACTIVE = "inactive"
+MAX_SESSION = "max_session"
+
+
+@dataclass(frozen=True)
+class AchievementDef:
+    code: str
+    title: str
+    bonus_pct: int  # added to mining power while held
+    measure: str  # the MiningState figure it is earned on: sessions_count, streak_days or total_mined
+    threshold: int  # in that figure's unit (base units for total_mined)
+
+
+ACHIEVEMENTS = (
+    AchievementDef("first_session", "First mining session", 1, "sessions_count", 1),
+    AchievementDef("streak_7", "Mined 7 days in a row", 5, "streak_days", 7),
+    AchievementDef("streak_30", "Mined 30 days in a row", 10, "streak_days", 30),
+    AchievementDef("mined_10", "10 tokens mined", 2, "total_mined", 10 * amounts.UNIT),
+    AchievementDef("mined_100", "100 tokens mined", 3, "total_mined", 100 * amounts.UNIT),
+    AchievementDef("mined_1000", "1,000 tokens mined", 5, "total_mined", 1000 * amounts.UNIT),
+)
+ACHIEVEMENT_BY_CODE = {a.code: a for a in ACHIEVEMENTS}
+STREAK_BONUS_PCT_PER_DAY = 2
+STREAK_BONUS_MAX_PCT = 20
+
+
+# ---- the rule, as pure functions of a session and an instant ----
+
+
+def accrued(session: MiningSession, until: datetime) -> int:
+    """Base units a session has accrued by `until` (never past its end)."""
+    end = min(until, session_end(session) or until)
+    micros = max(0, (end - session.started_at) // timedelta(microseconds=1))
+    return session.power * micros // HOUR_US
+
+
+def session_end(session: MiningSession) -> datetime | None:
+    """When the session ended or will end unless renewed: explicit end, else the earliest deadline."""
+    return session.ended_at or session.expires_at
+
+
+def is_live(session: MiningSession | None, at: datetime) -> bool:
+    # A heartbeat exactly at the deadline still counts; one a microsecond later does not.
+    return session is not None and session.ended_at is None and session.expires_at >= at
+
+
+def end_reason(session: MiningSession) -> str:
+    if session.end_reason:
+        return session.end_reason
+    return HEARTBEAT_TIMEOUT if session.heartbeat_deadline <= session.hard_deadline else session.hard_reason
+
+
+def _settings():
+    config = current_app.config
+    return (
+        timedelta(seconds=config["HEARTBEAT_TIMEOUT"]),
+        timedelta(seconds=config["ACTIVITY_TIMEOUT"]),
+        timedelta(seconds=config["MAX_SESSION"]),
+    )
+
+
+def _set_hard_deadline(session: MiningSession) -> None:
+    _, activity_timeout, max_session = _settings()
+    inactive_at = session.last_activity_at + activity_timeout
+    capped_at = session.started_at + max_session
+    session.hard_deadline, session.hard_reason = (
+        (inactive_at, INACTIVE) if inactive_at < capped_at else (capped_at, MAX_SESSION)
+    )
+    session.expires_at = min(session.heartbeat_deadline, session.hard_deadline)
+
+
+# ---- state ----
+
+
+def _state_for_update(user_id: int) -> MiningState:
+    insert_ignore(MiningState, [{"user_id": user_id, "pending": 0, "total_mined": 0, "streak_days": 0,
+                                 "sessions_count": 0, "created_at": clock_now()}], ["user_id"])  # fmt: skip
+    # populate_existing: what this session may have loaded before the lock is stale now.
+    stmt = select(MiningState).where(MiningState.user_id == user_id).execution_options(populate_existing=True)
+    state = lock(stmt, MiningState, MiningState.user_id == user_id).unique().scalar_one()
+    if state.session_id is not None:
+        # The session row too: a heartbeat or the sweep committing meanwhile is then waited for, not overwritten.
+        current = MiningSession.id == state.session_id
+        stmt = select(MiningSession).where(current).execution_options(populate_existing=True)
+        lock(stmt, MiningSession, current).scalar_one()
+    return state
+
+
+def _settle(state: MiningState, at: datetime) -> None:
+    """Record an end that the rule implies and move the whole accrual of an ended session into `pending`."""
+    session = state.session
+    if session is None or session.settled or is_live(session, at):
+        return
+    if session.ended_at is None:
+        session.ended_at, session.end_reason = session.expires_at, end_reason(session)
+    total = accrued(session, session.ended_at)
+    state.pending += total - session.credited
+    session.credited = total
+    session.settled = True
+
+
+def effective_streak(state: MiningState, today: date) -> int:
+    """A streak counts consecutive UTC days with a session; a missed day resets it."""
+    if state.last_session_day is None or state.last_session_day < today - timedelta(days=1):
+        return 0
+    return state.streak_days
+
+
+def streak_after_start(state: MiningState, today: date) -> int:
+    """The streak a session started today gives."""
+    if state.last_session_day == today:
+        return state.streak_days
+    if state.last_session_day == today - timedelta(days=1):
+        return state.streak_days + 1
+    return 1
+
+
+def power_for(streak_days: int, achievement_codes: set[str]) -> int:
+    """Base units per hour: base rate x (100% + streak bonus + achievement bonuses)."""
+    base = amounts.to_units(Decimal(current_app.config["MINING_BASE_RATE"]), "MINING_BASE_RATE")
+    streak_pct = min(max(streak_days - 1, 0) * STREAK_BONUS_PCT_PER_DAY, STREAK_BONUS_MAX_PCT)
+    bonus_pct = sum(ACHIEVEMENT_BY_CODE[c].bonus_pct for c in achievement_codes if c in ACHIEVEMENT_BY_CODE)
+    return base * (100 + streak_pct + bonus_pct) // 100
+
+
+def _earned_codes(user_id: int) -> set[str]:
+    return set(db.session.scalars(select(Achievement.code).where(Achievement.user_id == user_id)))
+
+
+def _award(state: MiningState, held: set[str], at: datetime) -> list[str]:
+    """Add the achievements the state now qualifies for; returns the new codes."""
+    new = [a.code for a in ACHIEVEMENTS if a.code not in held and getattr(state, a.measure) >= a.threshold]
+    for code in new:
+        db.session.add(Achievement(user_id=state.user_id, code=code, earned_at=at))
+    held.update(new)
+    return new
+
+
+# ---- actions ----
+
+
+def start(user: User) -> dict:
+    """Start a session; while one is live this returns it unchanged."""
+    at = clock_now()
+    state = _state_for_update(user.id)
+    _settle(state, at)
+    if is_live(state.session, at):
+        db.session.commit()
+        return _stats(state, at)
+    state.streak_days = streak_after_start(state, at.date())
+    state.last_session_day = at.date()
+    state.sessions_count += 1
+    held = _earned_codes(user.id)
+    earned = _award(state, held, at)
+    heartbeat_timeout, _, _ = _settings()
+    session = MiningSession(
+        user_id=user.id,
+        power=power_for(state.streak_days, held),
+        started_at=at,
+        last_heartbeat=at,
+        last_activity_at=at,
+        heartbeat_deadline=at + heartbeat_timeout,
+        credited=0,
+        settled=False,
+    )
+    _set_hard_deadline(session)
+    db.session.add(session)
+    db.session.flush()
+    state.session = session
+    state.last_inactive_check = at
+    db.session.commit()
+    log.info("mining started", extra={"user_id": user.id, "session_id": session.id, "power": session.power})
+    for code in earned:
+        realtime.notify_user(user.id, "achievement_earned", {"code": code})
+    return _stats(state, at)
+
+
+def heartbeat(user: User) -> dict:
+    """Renew the live session (the most frequent call: one UPDATE). A lapsed session is not revived."""
+    at = clock_now()
+    expires_at = renew(user.id, at)
+    db.session.commit()
+    if expires_at is None:
+        return stats(user)
+    return {"is_mining": True, "last_heartbeat": at, "expires_at": expires_at, "stopped_reason": None}
+
+
+def renew(user_id: int, at: datetime) -> datetime | None:
+    """The heartbeat's UPDATE, uncommitted: the new expiry, or None when no session was live at `at`."""
+    heartbeat_timeout, _, _ = _settings()
+    renewed = literal(at + heartbeat_timeout, UTCDateTime())
+    return db.session.execute(
+        update(MiningSession)
+        .where(
+            MiningSession.user_id == user_id,
+            MiningSession.ended_at.is_(None),
+            MiningSession.expires_at >= literal(at, UTCDateTime()),
+        )
+        .values(
+            last_heartbeat=at,
+            heartbeat_deadline=renewed,
+            expires_at=case((MiningSession.hard_deadline < renewed, MiningSession.hard_deadline), else_=renewed),
+        )
+        .returning(MiningSession.expires_at)
+        .execution_options(synchronize_session=False)
+    ).scalar()
+
+
+def activity_check(user: User) -> dict:
+    """Record that the user is active; answers whether mining goes on."""
+    at = clock_now()
+    state = _state_for_update(user.id)
+    _settle(state, at)
+    state.last_inactive_check = at
+    session = state.session
+    if is_live(session, at):
+        session.last_activity_at = at
+        _set_hard_deadline(session)
+    db.session.commit()
+    return _stats(state, at)
+
+
+def stop(user: User) -> dict:
+    at = clock_now()
+    state = _state_for_update(user.id)
+    if is_live(state.session, at):
+        state.session.ended_at, state.session.end_reason = at, STOPPED
+    _settle(state, at)
+    db.session.commit()
+    return _stats(state, at)
+
+
+def claim(user: User) -> dict:
+    """Move everything accrued so far into the balance, through the ledger, exactly once."""
+    at = clock_now()
+    state = _state_for_update(user.id)
+    _settle(state, at)
+    session = state.session
+    amount = state.pending
+    if is_live(session, at):
+        total = accrued(session, at)
+        amount += total - session.credited
+        session.credited = total
+    if amount <= 0:
+        db.session.rollback()
+        raise Conflict("Nothing to claim yet.", code="nothing_to_claim")
+    entry = tokens.post(user.id, amount, "mining_claim", reference=f"mining:{session.id if session else 0}")
+    state.pending = 0
+    state.total_mined += amount
+    earned = _award(state, _earned_codes(user.id), at)
+    db.session.commit()
+    _leaderboard_add(user.id, amount, at)
+    for code in earned:
+        realtime.notify_user(user.id, "achievement_earned", {"code": code})
+    return {"claimed": amount, "balance": entry.balance_after, "entry_id": entry.id}
+
+
+def stats(user: User) -> dict:
+    at = clock_now()
+    state = db.session.scalar(select(MiningState).where(MiningState.user_id == user.id))
+    if state is None:
+        state = MiningState(user_id=user.id, pending=0, total_mined=0, streak_days=0, sessions_count=0)
+    return _stats(state, at)
+
+
+def _stats(state: MiningState, at: datetime) -> dict:
+    session = state.session
+    live = is_live(session, at)
+    pending = state.pending
+    if session is not None and not session.settled:
+        pending += accrued(session, at) - session.credited
+    return {
+        "is_mining": live,
+        # While idle: the power a session started now would get.
+        "mining_power": session.power
+        if live
+        else power_for(streak_after_start(state, at.date()), _earned_codes(state.user_id)),
+        "pending": pending,
+        "balance": tokens.balance(state.user_id),
+        "started_at": session.started_at if session else None,
+        "last_heartbeat": session.last_heartbeat if session else None,
+        "last_activity_at": session.last_activity_at if session else None,
+        "last_inactive_check": state.last_inactive_check,
+        "expires_at": session.expires_at if live else None,
+        "ended_at": None if live or session is None else session_end(session),
+        "stopped_reason": None if live or session is None else end_reason(session),
+        "streak_days": effective_streak(state, at.date()),
+        "total_mined": state.total_mined,
+    }
+
+
+# ---- the sweep ----
+
+
+def sweep(at: datetime | None = None) -> int:
+    """Record the end of every lapsed session in one set-based statement; returns how many ended.
+
+    Idempotent, and safe beside a heartbeat: both UPDATEs test the row's deadline, so whichever commits
+    second sees the other's write (a renewed deadline, or an end) and leaves the row alone.
+    """
+    ended = end_lapsed(at or clock_now())
+    db.session.commit()
+    for user_id, ended_at, reason in ended:
+        realtime.notify_user(user_id, "mining_stopped", {"reason": reason, "ended_at": ended_at})
+    if ended:
+        log.info("mining sweep ended %d sessions", len(ended))
+    return len(ended)
+
+
+def end_lapsed(at: datetime) -> list:
+    """The sweep's UPDATE, uncommitted: (user_id, ended_at, reason) of each session it ended."""
+    return db.session.execute(
+        update(MiningSession)
+        .where(MiningSession.ended_at.is_(None), MiningSession.expires_at < literal(at, UTCDateTime()))
+        .values(
+            ended_at=MiningSession.expires_at,
+            end_reason=case(
+                (MiningSession.heartbeat_deadline <= MiningSession.hard_deadline, HEARTBEAT_TIMEOUT),
+                else_=MiningSession.hard_reason,
+            ),
+        )
+        .returning(MiningSession.user_id, MiningSession.ended_at, MiningSession.end_reason)
+        .execution_options(synchronize_session=False)
+    ).all()
+
+
+# ---- history, achievements, leaderboard ----
+
+
+def activities(user: User, limit: int, before_id: int | None):
+    at = clock_now()
+    stmt = select(MiningSession).where(MiningSession.user_id == user.id).order_by(MiningSession.id.desc())
+    if before_id is not None:
+        stmt = stmt.where(MiningSession.id < before_id)
+    rows = db.session.scalars(stmt.limit(limit + 1)).all()
+    items = [
+        {
+            "id": s.id,
+            "started_at": s.started_at,
+            "ended_at": None if is_live(s, at) else session_end(s),
+            "end_reason": None if is_live(s, at) else end_reason(s),
+            "mining_power": s.power,
+            "mined": accrued(s, at),
+        }
+        for s in rows[:limit]
+    ]
+    return items, len(rows) > limit
+
+
+def achievements(user: User) -> dict:
+    rows = db.session.scalars(select(Achievement).where(Achievement.user_id == user.id))
+    earned = {a.code: a.earned_at for a in rows}
+    return {
+        "earned": [
+            {"code": a.code, "title": a.title, "bonus_pct": a.bonus_pct, "earned_at": earned[a.code]}
+            for a in ACHIEVEMENTS
+            if a.code in earned
+        ],
+        "next": [
+            {"code": a.code, "title": a.title, "bonus_pct": a.bonus_pct} for a in ACHIEVEMENTS if a.code not in earned
+        ],
+    }
+
+
+LEADERBOARD_ALL = "mining:leaderboard:all"
+
+
+def _week_key(at: datetime) -> str:
+    year, week, _ = at.isocalendar()
+    return f"mining:leaderboard:week:{year}-W{week:02d}"
+
+
+def _leaderboard_add(user_id: int, units: int, at: datetime) -> None:
+    """Sorted sets give rank lookups in O(log n) at any size; the database stays the truth."""
+    try:
+        pipe = redis_store.client.pipeline()
+        pipe.zincrby(LEADERBOARD_ALL, units, user_id)
+        pipe.zincrby(_week_key(at), units, user_id)
+        pipe.expire(_week_key(at), 15 * 86400)
+        pipe.execute()
+    except redis.RedisError:
+        log.warning("leaderboard update skipped: Redis unavailable (the rebuild job restores it)")
+
+
+def rebuild_leaderboards(at: datetime | None = None, batch: int = 10_000) -> None:
+    """Rewrite both sorted sets from the database (after a Redis loss, and periodically)."""
+    from sqlalchemy import func
+
+    from bsn.models import LedgerEntry
+
+    at = at or clock_now()
+    week_start = datetime.combine(at.date() - timedelta(days=at.weekday()), datetime.min.time(), at.tzinfo)
+    client = redis_store.client
+    for key, stmt in (
+        (LEADERBOARD_ALL, select(MiningState.user_id, MiningState.total_mined).where(MiningState.total_mined > 0)),
+        (
+            _week_key(at),
+            select(LedgerEntry.user_id, func.sum(LedgerEntry.amount))
+            .where(LedgerEntry.kind == "mining_claim", LedgerEntry.created_at >= week_start)
+            .group_by(LedgerEntry.user_id),
+        ),
+    ):
+        temp = key + ":rebuild"
+        client.delete(temp)
+        rows = db.session.execute(stmt).yield_per(batch)
+        for chunk in rows.partitions(batch):
+            client.zadd(temp, {str(user_id): int(score) for user_id, score in chunk})
+        if client.exists(temp):
+            client.rename(temp, key)
+        else:
+            client.delete(key)
+    client.expire(_week_key(at), 15 * 86400)
+
+
+def leaderboard(user: User, period: str, limit: int) -> dict:
+    at = clock_now()
+    key = LEADERBOARD_ALL if period == "all" else _week_key(at)
+    client = redis_store.client
+    top = client.zrevrange(key, 0, limit - 1, withscores=True)
+    mine_rank = client.zrevrank(key, user.id)
+    mine_score = client.zscore(key, user.id)
+    ids = [int(member) for member, _ in top]
+    users = {u.id: u for u in db.session.scalars(select(User).where(User.id.in_(ids)))} if ids else {}
+    return {
+        "period": period,
+        "results": [
+            {"rank": i + 1, "user": users[int(m)], "mined": int(score)}
+            for i, (m, score) in enumerate(top)
+            if int(m) in users
+        ],
+        "me": {"rank": None if mine_rank is None else mine_rank + 1, "mined": int(mine_score or 0)},
+    }
