@@ -162,3 +162,17 @@ def make_user(app):
 
 def auth(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked postgresql_only run once, on PostgreSQL, and not at all without it."""
+    kept, dropped = [], []
+    for item in items:
+        backend = getattr(item, "callspec", None) and item.callspec.params.get("database_url")
+        if item.get_closest_marker("postgresql_only") and backend != "postgresql":
+            dropped.append(item)
+        else:
+            kept.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
