@@ -65,3 +65,35 @@ def audit_ledger() -> None:
     if differences:
         raise SystemExit(1)
     click.echo("ledger clean: every balance equals the sum of its entries")
+
+
+@bsn_cli.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(as_json: bool) -> None:
+    """Health of every part, the periodic schedule (next run, last success) and the queues; exit 1 if not ready."""
+    import json
+
+    from bsn import liveness
+
+    report = liveness.status()
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+    else:
+        for name, check in report["checks"].items():
+            detail = ", ".join(f"{k}={v}" for k, v in check.items() if k != "ok")
+            click.echo(f"{'ok ' if check['ok'] else 'BAD'} {name:<14} {detail}")
+        click.echo("\nperiodic job          interval  last success  next run                     late")
+        for row in report["schedule"]:
+            age = "never" if row["last_success_age_seconds"] is None else f"{row['last_success_age_seconds']:.0f}s ago"
+            click.echo(
+                f"{row['id']:<21} {row['interval_seconds']:>7}s  {age:<12}  {row['next_run'] or '-':<27}  "
+                f"{'LATE' if row['late'] else 'no'}{'  error: ' + row['last_error'] if row['last_error'] else ''}"
+            )
+        click.echo("\nqueue     queued  started  failed")
+        for q in report["queues"]:
+            click.echo(f"{q['name']:<9} {q['queued']:>6}  {q['started']:>7}  {q['failed']:>6}")
+        click.echo(f"\nworkers: {len(report['workers'])}")
+        for w in report["workers"]:
+            click.echo(f"  {w['name']} {w['state']} heartbeat {w['heartbeat_age_seconds']}s ago job={w['current_job']}")
+    if not all(check["ok"] for check in report["checks"].values()):
+        raise SystemExit(1)

@@ -83,6 +83,11 @@ def load_settings(instance_path: str) -> dict:
         "LEADERBOARD_REBUILD_INTERVAL": _int("LEADERBOARD_REBUILD_INTERVAL", 3600),
         # Jobs and liveness
         "WORKER_MAX_AGE": _int("WORKER_MAX_AGE", 60),
+        "WORKER_TTL": _int("WORKER_TTL", 35),
+        "WORKER_MAINTENANCE_INTERVAL": _int("WORKER_MAINTENANCE_INTERVAL", 60),
+        "JOB_MONITORING_INTERVAL": _int("JOB_MONITORING_INTERVAL", 30),
+        "JOB_ABANDON_GRACE": _int("JOB_ABANDON_GRACE", 60),
+        "WATCHDOG_INTERVAL": _int("WATCHDOG_INTERVAL", 60),
         "SCHEDULER_INTERVAL": _int("SCHEDULER_INTERVAL", 5),
         "SCHEDULER_MAX_AGE": _int("SCHEDULER_MAX_AGE", 60),
         "PYTHON_EXECUTABLE": sys.executable,

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from bsn.extensions import db, redis_store
 
 SCHEDULER_HEARTBEAT_KEY = "bsn:scheduler:heartbeat"
+_TIMES = {"last_success", "last_failure", "registered_at"}
 
 
 def record_scheduler_heartbeat(connection: redis.Redis, ttl: int) -> None:
@@ -65,4 +66,70 @@ def checks() -> dict[str, dict]:
         "ok": age is not None and age <= config["SCHEDULER_MAX_AGE"],
         "age_seconds": None if age is None else round(age, 1),
     }
+    late = [row["id"] for row in periodic_jobs() if row["late"]]
+    result["periodic_jobs"] = {"ok": not late, "late": late}
     return result
+
+
+def periodic_jobs() -> list[dict]:
+    """Each declared periodic job: interval, last success, and whether it is over twice its interval late."""
+    from workers import periodic as records
+    from workers.schedule import PERIODIC
+
+    now = time.time()
+    rows = []
+    for periodic in PERIODIC:
+        interval = int(current_app.config[periodic.interval_setting])
+        record = {k: float(v) if k in _TIMES else v for k, v in records.read(periodic.id).items()}
+        last_success, last_failure = record.get("last_success"), record.get("last_failure")
+        # Measured from registration until the first success, so a new job is not late at once.
+        since = max((t for t in (last_success, record.get("registered_at")) if t is not None), default=None)
+        failing = last_failure is not None and (last_success is None or last_failure > last_success)
+        rows.append(
+            {
+                "id": periodic.id,
+                "queue": periodic.queue,
+                "interval_seconds": interval,
+                "last_success_age_seconds": None if last_success is None else round(now - last_success, 1),
+                "last_error": record.get("error") if failing else None,
+                "late": since is None or now - since > 2 * interval,
+            }
+        )
+    return rows
+
+
+def status() -> dict:
+    """Everything an operator needs at a glance (rq-dashboard does not show rq-scheduler's schedule)."""
+    from rq import Queue
+    from rq_scheduler import Scheduler
+
+    from workers.queues import ALL
+    from workers.runtime import PERIODIC_PREFIX
+
+    connection = redis_store.client
+    next_runs = {
+        job.id[len(PERIODIC_PREFIX) :]: at
+        for job, at in Scheduler(connection=connection).get_jobs(with_times=True)
+        if job.id.startswith(PERIODIC_PREFIX)
+    }
+    schedule = []
+    for row in periodic_jobs():
+        at = next_runs.get(row["id"])
+        schedule.append({**row, "next_run": None if at is None else at.isoformat() + "Z"})
+    now = time.time()
+    workers = [
+        {
+            "name": w.name,
+            "state": w.get_state(),
+            "queues": w.queue_names(),
+            "heartbeat_age_seconds": None if w.last_heartbeat is None else round(now - w.last_heartbeat.timestamp(), 1),
+            "current_job": w.get_current_job_id(),
+        }
+        for w in Worker.all(connection=connection)
+    ]
+    queues = []
+    for name in ALL:
+        q = Queue(name, connection=connection)
+        queues.append({"name": name, "queued": q.count, "started": q.started_job_registry.count,
+                       "failed": q.failed_job_registry.count})  # fmt: skip
+    return {"checks": checks(), "schedule": schedule, "workers": workers, "queues": queues}

@@ -10,6 +10,8 @@ import sys
 import time
 from contextlib import contextmanager
 
+import psutil
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -58,6 +60,11 @@ def flask_process(app, *args: str, **env):
 
 
 def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    """Signal the process group; SIGKILL also reaches descendants that left the group (RQ's work horse does)."""
+    if sig == signal.SIGKILL and process.poll() is None:
+        for child in psutil.Process(process.pid).children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
     if process.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, sig)

@@ -4,20 +4,32 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 from datetime import UTC, datetime
 
 from flask import Flask
 from rq import Worker
 from rq_scheduler import Scheduler
 
+from bsn import liveness
 from bsn.extensions import db, redis_store
 from bsn.liveness import record_scheduler_heartbeat
-from workers import queues
-from workers.schedule import PERIODIC
+from workers import periodic as periodic_records
+from workers import queues, schedule
 
 log = logging.getLogger(__name__)
 
 PERIODIC_PREFIX = "periodic-"
+
+
+class BSNWorker(Worker):
+    """RQ's Worker with a configurable grace before a silent job counts as abandoned (RQ fixes it at 60 s)."""
+
+    abandon_grace = 60
+
+    def get_heartbeat_ttl(self, job) -> int:
+        return super().get_heartbeat_ttl(job) - 60 + self.abandon_grace
 
 
 def run_worker(app: Flask, queue_names: list[str], burst: bool = False) -> bool:
@@ -30,9 +42,42 @@ def run_worker(app: Flask, queue_names: list[str], burst: bool = False) -> bool:
                 engine.dispose(close=False)
 
     os.register_at_fork(after_in_child=dispose_pool_in_child)
+    config = app.config
     with app.app_context():
-        worker = Worker([queues.queue(name) for name in queue_names], connection=redis_store.client)
-        return worker.work(burst=burst, with_scheduler=False, logging_level=app.config["LOG_LEVEL"])
+        start_watchdog(app)
+        worker = BSNWorker(
+            [queues.queue(name) for name in queue_names],
+            connection=redis_store.client,
+            # An idle worker heartbeats once per dequeue timeout (worker_ttl - 15 s): keep it well under WORKER_MAX_AGE.
+            worker_ttl=config["WORKER_TTL"],
+            maintenance_interval=config["WORKER_MAINTENANCE_INTERVAL"],
+            job_monitoring_interval=config["JOB_MONITORING_INTERVAL"],
+        )
+        worker.abandon_grace = config["JOB_ABANDON_GRACE"]
+        return worker.work(burst=burst, with_scheduler=False, logging_level=config["LOG_LEVEL"])
+
+
+def start_watchdog(app: Flask) -> threading.Thread:
+    """Log an error every minute while the scheduler is gone or a periodic job is late.
+
+    /ready reports the same, but only when something polls it; this makes sure the logs say it too.
+    """
+
+    def watch() -> None:
+        while True:
+            time.sleep(app.config["WATCHDOG_INTERVAL"])
+            try:
+                with app.app_context():
+                    checks = liveness.checks()
+                    for name in ("scheduler", "periodic_jobs"):
+                        if not checks[name]["ok"]:
+                            log.error("watchdog: %s not healthy: %s", name, checks[name])
+            except Exception:
+                log.exception("watchdog check failed")
+
+    thread = threading.Thread(target=watch, name="bsn-watchdog", daemon=True)
+    thread.start()
+    return thread
 
 
 class BSNScheduler(Scheduler):
@@ -48,8 +93,12 @@ class BSNScheduler(Scheduler):
 
 
 def sync_schedule(app: Flask, scheduler: Scheduler) -> list[str]:
-    """Make the schedule match PERIODIC: one entry per job, current intervals, removed jobs cancelled."""
-    declared = {PERIODIC_PREFIX + p.id: p for p in PERIODIC}
+    """Make the schedule match PERIODIC: one entry per job, current intervals, removed jobs cancelled.
+
+    Safe to run at every scheduler start: each job keeps its fixed id, so a restart replaces entries
+    instead of adding them.
+    """
+    declared = {PERIODIC_PREFIX + p.id: p for p in schedule.PERIODIC}
     for job in scheduler.get_jobs():
         if job.id.startswith(PERIODIC_PREFIX) and job.id not in declared:
             scheduler.cancel(job)
@@ -61,14 +110,21 @@ def sync_schedule(app: Flask, scheduler: Scheduler) -> list[str]:
         scheduler.cancel(job_id)
         scheduler.schedule(
             scheduled_time=now,
-            func=periodic.func,
+            func="workers.periodic.run",
+            args=[periodic.id],
             interval=interval,
             repeat=None,
             id=job_id,
+            description=f"{periodic.id} every {interval} s",
             queue_name=periodic.queue,
             timeout=periodic.timeout,
-            result_ttl=max(2 * interval, 3600),
+            # rq-scheduler drops a schedule whose job record expired: keep it well past the next run.
+            result_ttl=max(3 * interval, 3600),
         )
+        record = periodic_records.read(periodic.id)
+        if record.get("interval") != str(interval):
+            # Lateness is measured from here until the job first succeeds at this interval.
+            periodic_records.record(periodic.id, interval=str(interval), registered_at=f"{time.time():.3f}")
         log.info("scheduled %s every %d s on %s", job_id, interval, periodic.queue)
     return sorted(declared)
 

@@ -21,3 +21,10 @@ PERIODIC: tuple[Periodic, ...] = (
     Periodic("mining-leaderboards", "workers.mining.rebuild_leaderboards", "LEADERBOARD_REBUILD_INTERVAL", 600, LOW),
     Periodic("ledger-audit", "workers.tokens.audit_ledger", "LEDGER_AUDIT_INTERVAL", timeout=1800, queue=LOW),
 )
+
+
+def by_id(periodic_id: str) -> Periodic:
+    for periodic in PERIODIC:
+        if periodic.id == periodic_id:
+            return periodic
+    raise KeyError(f"no periodic job {periodic_id!r} in workers/schedule.py")

@@ -82,6 +82,12 @@ def register(username: str, email: str, password: str, role: Role = Role.USER) -
 
 def login(identifier: str, password: str) -> tuple[str, User]:
     """Check a username or e-mail and password; returns a new bearer token and the user."""
+    user = check_credentials(identifier, password)
+    return issue_token(user), user
+
+
+def check_credentials(identifier: str, password: str) -> User:
+    """The user with this username or e-mail and password; raises Unauthorized or Forbidden (suspended)."""
     ident = identifier.strip().lower()
     column = User.email if "@" in ident else User.username
     user = db.session.scalar(select(User).where(func.lower(column) == ident))
@@ -98,8 +104,8 @@ def login(identifier: str, password: str) -> tuple[str, User]:
         raise Forbidden("This account is suspended.", code="account_suspended")
     if hasher.check_needs_rehash(user.password_hash):
         user.password_hash = hasher.hash(password)
-    token = issue_token(user)
-    return token, user
+        db.session.commit()
+    return user
 
 
 def _dummy_verify(hasher: PasswordHasher, password: str) -> None:
