@@ -55,7 +55,7 @@ def _derive_settings(app: Flask) -> None:
     config.setdefault("RATELIMIT_STRATEGY", "fixed-window")
     config.setdefault("RATELIMIT_KEY_PREFIX", "bsn-rl")
     config["RATELIMIT_SWALLOW_ERRORS"] = config["RATELIMIT_FAIL_OPEN"]
-    config["RATELIMIT_HEADERS_ENABLED"] = True
+    config["RATELIMIT_HEADERS_ENABLED"] = False  # bsn.http adds them to 429 answers only
     config.update(
         API_TITLE="BSN API",
         API_VERSION="1",

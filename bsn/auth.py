@@ -1,4 +1,8 @@
-"""Who is calling: the bearer token of the current request, resolved once per request."""
+"""Who is calling: the bearer token of the current request, resolved once per request.
+
+`current_caller()` costs one Redis lookup (the token cache); `current_user()` also loads the user
+row. Suspension revokes every token of the user, so both refuse a suspended account at once.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ from functools import wraps
 
 from flask import request
 
+from bsn.actors import Caller
 from bsn.errors import BSNError, Forbidden, Unauthorized
+from bsn.extensions import db
 from bsn.models import User
 from bsn.services import accounts
 
@@ -22,27 +28,44 @@ def bearer_token() -> str | None:
     return token.strip()
 
 
-def _resolve() -> tuple[User | None, BSNError | None]:
+def _resolve() -> tuple[Caller | None, BSNError | None]:
     token = bearer_token()
     if token is None:
-        if request.headers.get("Authorization"):
+        if request.headers.get("Authorization") and not request.authorization:
             return None, Unauthorized("Use 'Authorization: Bearer <token>'.", code="invalid_token")
         return None, None
-    try:
-        return accounts.authenticate(token), None
-    except BSNError as exc:
-        return None, exc
+    user_id = accounts.user_id_for_token(token)
+    if user_id is None:
+        return None, Unauthorized("The token is invalid, expired or revoked.", code="invalid_token")
+    return Caller(user_id), None
 
 
-def _state() -> tuple[User | None, BSNError | None]:
+def _state() -> tuple[Caller | None, BSNError | None]:
     state = request.environ.get(_KEY)
     if state is None:
         state = request.environ[_KEY] = _resolve()
     return state
 
 
-def current_user_or_none() -> User | None:
+def current_caller_or_none() -> Caller | None:
     return _state()[0]
+
+
+def current_caller() -> Caller:
+    caller, error = _state()
+    if caller is None:
+        raise error or Unauthorized()
+    return caller
+
+
+def current_user() -> User:
+    """The caller's user row (one primary-key query, then the session's identity map)."""
+    user = db.session.get(User, current_caller().id)
+    if user is None:
+        raise Unauthorized("The token is invalid, expired or revoked.", code="invalid_token")
+    if user.is_suspended:
+        raise Forbidden("This account is suspended.", code="account_suspended")
+    return user
 
 
 def resolved_user_id() -> int | None:
@@ -51,17 +74,10 @@ def resolved_user_id() -> int | None:
     return state[0].id if state and state[0] is not None else None
 
 
-def current_user() -> User:
-    user, error = _state()
-    if user is None:
-        raise error or Unauthorized()
-    return user
-
-
 def login_required(view):
     @wraps(view)
     def wrapper(*args, **kwargs):
-        current_user()
+        current_caller()
         return view(*args, **kwargs)
 
     return wrapper

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 
 
 def _env(name: str, default: str) -> str:
@@ -43,6 +42,8 @@ def normalize_database_url(url: str) -> str:
 def load_settings(instance_path: str) -> dict:
     """Every setting of the service, each with its local default (the README lists them all)."""
     env = _env("BSN_ENV", "development")
+    if env == "production" and not os.environ.get("SECRET_KEY"):
+        raise RuntimeError("BSN_ENV=production needs SECRET_KEY set")
     default_db = "sqlite:///" + os.path.join(instance_path, "bsn.sqlite3")
     return {
         "ENV_NAME": env,
@@ -61,7 +62,6 @@ def load_settings(instance_path: str) -> dict:
         # HTTP
         "CORS_ORIGINS": _list("CORS_ORIGINS", "http://localhost:3000,http://127.0.0.1:3000"),
         "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 1024 * 1024),
-        "UPLOAD_MAX_BYTES": _int("UPLOAD_MAX_BYTES", 10 * 1024 * 1024),
         "HSTS_ENABLED": _bool("HSTS_ENABLED", env == "production"),
         "LOG_FORMAT": _env("LOG_FORMAT", "json" if env == "production" else "text"),
         "LOG_LEVEL": _env("LOG_LEVEL", "INFO"),
@@ -90,5 +90,4 @@ def load_settings(instance_path: str) -> dict:
         "WATCHDOG_INTERVAL": _int("WATCHDOG_INTERVAL", 60),
         "SCHEDULER_INTERVAL": _int("SCHEDULER_INTERVAL", 5),
         "SCHEDULER_MAX_AGE": _int("SCHEDULER_MAX_AGE", 60),
-        "PYTHON_EXECUTABLE": sys.executable,
     }

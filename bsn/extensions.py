@@ -34,22 +34,22 @@ socketio = SocketIO()
 
 def _rate_limit_key() -> str:
     # Authenticated callers are limited per user, anonymous ones per address.
-    from bsn.auth import current_user_or_none
+    from bsn.auth import current_caller_or_none
 
-    user = current_user_or_none()
-    if user is not None:
-        return f"user:{user.id}"
+    caller = current_caller_or_none()
+    if caller is not None:
+        return f"user:{caller.id}"
     return f"ip:{request.remote_addr or 'unknown'}"
 
 
 def _default_limit() -> str:
-    from bsn.auth import current_user_or_none
+    from bsn.auth import current_caller_or_none
 
-    key = "RATELIMIT_USER" if current_user_or_none() is not None else "RATELIMIT_ANON"
+    key = "RATELIMIT_USER" if current_caller_or_none() is not None else "RATELIMIT_ANON"
     return current_app.config[key]
 
 
-limiter = Limiter(key_func=_rate_limit_key, default_limits=[_default_limit], headers_enabled=True)
+limiter = Limiter(key_func=_rate_limit_key, default_limits=[_default_limit])
 
 
 class RedisHolder:

@@ -14,6 +14,7 @@ from werkzeug.exceptions import HTTPException
 
 from bsn.auth import resolved_user_id
 from bsn.errors import BSNError, envelope
+from bsn.extensions import limiter
 
 log = logging.getLogger("bsn.http")
 access_log = logging.getLogger("bsn.access")
@@ -28,6 +29,24 @@ def _error_response(status: int, code: str, message: str, fields: dict | None = 
     for key, value in (headers or {}).items():
         response.headers[key] = value
     return response
+
+
+def _limit_headers() -> dict:
+    """X-RateLimit-* and Retry-After of the limit just hit.
+
+    Only 429 answers carry them: reading a window's state costs a Redis round trip, which every
+    successful call would otherwise pay.
+    """
+    current = limiter.current_limit
+    if current is None:
+        return {"Retry-After": "1"}
+    reset_at = int(current.reset_at)
+    return {
+        "X-RateLimit-Limit": str(current.limit.amount),
+        "X-RateLimit-Remaining": str(current.remaining),
+        "X-RateLimit-Reset": str(reset_at),
+        "Retry-After": str(max(1, reset_at - int(time.time()))),
+    }
 
 
 def _webargs_fields(data: dict) -> dict:
@@ -47,7 +66,8 @@ class Api(SmorestApi):
 
     def handle_http_exception(self, error: HTTPException):
         if isinstance(error, RateLimitExceeded):
-            return _error_response(429, "rate_limited", f"Too many requests: the limit is {error.description}.")
+            message = f"Too many requests: the limit is {error.description}."
+            return _error_response(429, "rate_limited", message, headers=_limit_headers())
         data = getattr(error, "data", None) or {}
         code = error.code or 500
         if code == 422 and data.get("messages"):

@@ -7,7 +7,7 @@ from flask import Flask, Response, request
 from flask_smorest import Blueprint
 
 from bsn import liveness
-from bsn.auth import current_user_or_none, role_required
+from bsn.auth import current_user, role_required
 from bsn.errors import BSNError, Forbidden
 from bsn.services import accounts
 
@@ -24,10 +24,15 @@ def status():
 
 def _dashboard_user():
     """A browser cannot send a bearer header, so the dashboard also takes the admin's login by HTTP Basic."""
-    user = current_user_or_none()
-    if user is None and request.authorization and request.authorization.type == "basic":
+    user = None
+    if request.authorization and request.authorization.type == "basic":
         try:
             user = accounts.check_credentials(request.authorization.username, request.authorization.password)
+        except BSNError:
+            user = None
+    elif request.headers.get("Authorization"):
+        try:
+            user = current_user()
         except BSNError:
             user = None
     return user

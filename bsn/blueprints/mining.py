@@ -2,7 +2,7 @@
 
 from flask_smorest import Blueprint
 
-from bsn.auth import current_user, login_required
+from bsn.auth import current_caller, login_required
 from bsn.dbtools import decode_cursor, encode_cursor
 from bsn.schemas.common import PageArgsSchema, page
 from bsn.schemas.mining import (
@@ -26,7 +26,7 @@ SECURITY = [{"bearer": []}]
 @blp.response(200, MiningStatsSchema)
 def start():
     """Start mining; while a session is live this changes nothing."""
-    return mining.start(current_user())
+    return mining.start(current_caller())
 
 
 @blp.route("/heartbeat/", methods=["PATCH"])
@@ -35,7 +35,7 @@ def start():
 @blp.response(200, HeartbeatSchema)
 def heartbeat():
     """Keep the session alive (clients send one every 30 s while visible). A lapsed session stays stopped."""
-    return mining.heartbeat(current_user())
+    return mining.heartbeat(current_caller())
 
 
 @blp.route("/activity-check/", methods=["PATCH"])
@@ -44,7 +44,7 @@ def heartbeat():
 @blp.response(200, MiningStatsSchema)
 def activity_check():
     """Record user activity; answers whether mining goes on."""
-    return mining.activity_check(current_user())
+    return mining.activity_check(current_caller())
 
 
 @blp.route("/stop/", methods=["POST"])
@@ -53,7 +53,7 @@ def activity_check():
 @blp.response(200, MiningStatsSchema)
 def stop():
     """Stop mining now (idempotent)."""
-    return mining.stop(current_user())
+    return mining.stop(current_caller())
 
 
 @blp.route("/stats/", methods=["GET"])
@@ -62,7 +62,7 @@ def stop():
 @blp.response(200, MiningStatsSchema)
 def stats():
     """The caller's mining state, with the accrual rule applied at this instant."""
-    return mining.stats(current_user())
+    return mining.stats(current_caller())
 
 
 @blp.route("/claim/", methods=["POST"])
@@ -71,7 +71,7 @@ def stats():
 @blp.response(200, ClaimSchema)
 def claim():
     """Move the pending amount into the balance (409 nothing_to_claim when there is none)."""
-    return mining.claim(current_user())
+    return mining.claim(current_caller())
 
 
 @blp.route("/activities/", methods=["GET"])
@@ -82,7 +82,7 @@ def claim():
 def activities(args):
     """The caller's mining sessions, newest first."""
     before = decode_cursor(args["cursor"], 1)[0] if args.get("cursor") else None
-    items, more = mining.activities(current_user(), args["limit"], before)
+    items, more = mining.activities(current_caller(), args["limit"], before)
     return page(items, encode_cursor(items[-1]["id"]) if more else None)
 
 
@@ -92,7 +92,7 @@ def activities(args):
 @blp.response(200, AchievementsSchema)
 def achievements():
     """Achievements earned and still to earn, with the mining-power bonus each gives."""
-    return mining.achievements(current_user())
+    return mining.achievements(current_caller())
 
 
 @blp.route("/leaderboard/", methods=["GET"])
@@ -102,4 +102,4 @@ def achievements():
 @blp.response(200, LeaderboardSchema)
 def leaderboard(args):
     """Top miners by tokens mined, all time or this ISO week, and the caller's own rank."""
-    return mining.leaderboard(current_user(), args["period"], args["limit"])
+    return mining.leaderboard(current_caller(), args["period"], args["limit"])

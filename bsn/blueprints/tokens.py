@@ -2,7 +2,7 @@
 
 from flask_smorest import Blueprint
 
-from bsn.auth import current_user, login_required
+from bsn.auth import current_caller, login_required
 from bsn.dbtools import decode_cursor, encode_cursor
 from bsn.schemas.common import PageArgsSchema, page
 from bsn.schemas.tokens import BalanceSchema, LedgerEntrySchema, LedgerPageSchema, TransferSchema
@@ -17,7 +17,7 @@ SECURITY = [{"bearer": []}]
 @login_required
 @blp.response(200, BalanceSchema)
 def balance():
-    return {"balance": tokens.balance(current_user().id)}
+    return {"balance": tokens.balance(current_caller().id)}
 
 
 @blp.route("/transactions/", methods=["GET"])
@@ -28,7 +28,7 @@ def balance():
 def transactions(args):
     """The caller's ledger entries, newest first."""
     before = decode_cursor(args["cursor"], 1)[0] if args.get("cursor") else None
-    rows, more = tokens.transactions(current_user().id, args["limit"], before)
+    rows, more = tokens.transactions(current_caller().id, args["limit"], before)
     return page(rows, encode_cursor(rows[-1].id) if more else None)
 
 
@@ -39,4 +39,4 @@ def transactions(args):
 @blp.response(201, LedgerEntrySchema)
 def transfer(body):
     """Send tokens to another user (amount as a decimal string)."""
-    return tokens.transfer(current_user(), body["to_user_id"], body["amount"])
+    return tokens.transfer(current_caller(), body["to_user_id"], body["amount"])

@@ -192,17 +192,6 @@ def user_id_for_token(raw_token: str) -> int | None:
     return row.user_id
 
 
-def authenticate(raw_token: str) -> User:
-    """The user behind a bearer token; raises Unauthorized or Forbidden (suspended)."""
-    user_id = user_id_for_token(raw_token)
-    user = db.session.get(User, user_id) if user_id is not None else None
-    if user is None:
-        raise Unauthorized("The token is invalid, expired or revoked.", code="invalid_token")
-    if user.is_suspended:
-        raise Forbidden("This account is suspended.", code="account_suspended")
-    return user
-
-
 PROFILE_FIELDS = ("display_name", "bio", "avatar_url")
 
 

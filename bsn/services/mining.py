@@ -19,6 +19,7 @@ from flask import current_app
 from sqlalchemy import case, literal, select, update
 
 from bsn import amounts, realtime
+from bsn.actors import Actor
 from bsn.clock import now as clock_now
 from bsn.dbtools import insert_ignore, lock
 from bsn.errors import Conflict
@@ -175,7 +176,7 @@ def _award(state: MiningState, held: set[str], at: datetime) -> list[str]:
 # ---- actions ----
 
 
-def start(user: User) -> dict:
+def start(user: Actor) -> dict:
     """Start a session; while one is live this returns it unchanged."""
     at = clock_now()
     state = _state_for_update(user.id)
@@ -211,7 +212,7 @@ def start(user: User) -> dict:
     return _stats(state, at)
 
 
-def heartbeat(user: User) -> dict:
+def heartbeat(user: Actor) -> dict:
     """Renew the live session (the most frequent call: one UPDATE). A lapsed session is not revived."""
     at = clock_now()
     expires_at = renew(user.id, at)
@@ -242,7 +243,7 @@ def renew(user_id: int, at: datetime) -> datetime | None:
     ).scalar()
 
 
-def activity_check(user: User) -> dict:
+def activity_check(user: Actor) -> dict:
     """Record that the user is active; answers whether mining goes on."""
     at = clock_now()
     state = _state_for_update(user.id)
@@ -256,7 +257,7 @@ def activity_check(user: User) -> dict:
     return _stats(state, at)
 
 
-def stop(user: User) -> dict:
+def stop(user: Actor) -> dict:
     at = clock_now()
     state = _state_for_update(user.id)
     if is_live(state.session, at):
@@ -266,7 +267,7 @@ def stop(user: User) -> dict:
     return _stats(state, at)
 
 
-def claim(user: User) -> dict:
+def claim(user: Actor) -> dict:
     """Move everything accrued so far into the balance, through the ledger, exactly once."""
     at = clock_now()
     state = _state_for_update(user.id)
@@ -291,7 +292,7 @@ def claim(user: User) -> dict:
     return {"claimed": amount, "balance": entry.balance_after, "entry_id": entry.id}
 
 
-def stats(user: User) -> dict:
+def stats(user: Actor) -> dict:
     at = clock_now()
     state = db.session.scalar(select(MiningState).where(MiningState.user_id == user.id))
     if state is None:
@@ -363,7 +364,7 @@ def end_lapsed(at: datetime) -> list:
 # ---- history, achievements, leaderboard ----
 
 
-def activities(user: User, limit: int, before_id: int | None):
+def activities(user: Actor, limit: int, before_id: int | None):
     at = clock_now()
     stmt = select(MiningSession).where(MiningSession.user_id == user.id).order_by(MiningSession.id.desc())
     if before_id is not None:
@@ -383,7 +384,7 @@ def activities(user: User, limit: int, before_id: int | None):
     return items, len(rows) > limit
 
 
-def achievements(user: User) -> dict:
+def achievements(user: Actor) -> dict:
     rows = db.session.scalars(select(Achievement).where(Achievement.user_id == user.id))
     earned = {a.code: a.earned_at for a in rows}
     return {
@@ -448,7 +449,7 @@ def rebuild_leaderboards(at: datetime | None = None, batch: int = 10_000) -> Non
     client.expire(_week_key(at), 15 * 86400)
 
 
-def leaderboard(user: User, period: str, limit: int) -> dict:
+def leaderboard(user: Actor, period: str, limit: int) -> dict:
     at = clock_now()
     key = LEADERBOARD_ALL if period == "all" else _week_key(at)
     client = redis_store.client

@@ -7,6 +7,7 @@ import logging
 from sqlalchemy import func, select, update
 
 from bsn import amounts
+from bsn.actors import Actor
 from bsn.dbtools import insert_ignore
 from bsn.errors import InsufficientBalance, NotFound, ValidationError
 from bsn.extensions import db
@@ -49,7 +50,7 @@ def balance(user_id: int) -> int:
     return db.session.scalar(select(Wallet.balance).where(Wallet.user_id == user_id)) or 0
 
 
-def transfer(sender: User, to_user_id: int, amount: str) -> LedgerEntry:
+def transfer(sender: Actor, to_user_id: int, amount: str) -> LedgerEntry:
     """Move tokens between two users, atomically; returns the sender's entry."""
     units = amounts.to_units(amount)
     if to_user_id == sender.id:
