@@ -81,6 +81,15 @@ def load_settings(instance_path: str) -> dict:
         "CLEANUP_INTERVAL": _int("CLEANUP_INTERVAL", 600),
         "LEDGER_AUDIT_INTERVAL": _int("LEDGER_AUDIT_INTERVAL", 24 * 3600),
         "LEADERBOARD_REBUILD_INTERVAL": _int("LEADERBOARD_REBUILD_INTERVAL", 3600),
+        # The mining optimizer (a subprocess run by a periodic job)
+        "ENABLE_MINING_OPTIMIZATION": _bool("ENABLE_MINING_OPTIMIZATION", False),
+        "MINING_OPTIMIZATION_INTERVAL": _int("MINING_OPTIMIZATION_INTERVAL", 300),
+        "MINING_OPTIMIZATION_TIMEOUT": _int("MINING_OPTIMIZATION_TIMEOUT", 120),
+        "MINING_OPTIMIZATION_WINDOW": _int("MINING_OPTIMIZATION_WINDOW", 7 * 24 * 3600),
+        "MINING_OPTIMIZER_PYTHON": _env("MINING_OPTIMIZER_PYTHON", ""),  # empty: the running interpreter
+        "MINING_OPTIMIZER_MODULE": _env("MINING_OPTIMIZER_MODULE", "workers.optimizer"),
+        "MINING_MARKET_FILE": _env("MINING_MARKET_FILE", ""),  # token price history, optional
+        "MINING_DAILY_EMISSION_BUDGET": _env("MINING_DAILY_EMISSION_BUDGET", "1000"),
         # Jobs and liveness
         "WORKER_MAX_AGE": _int("WORKER_MAX_AGE", 60),
         "WORKER_TTL": _int("WORKER_TTL", 35),

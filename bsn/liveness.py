@@ -74,11 +74,11 @@ def checks() -> dict[str, dict]:
 def periodic_jobs() -> list[dict]:
     """Each declared periodic job: interval, last success, and whether it is over twice its interval late."""
     from workers import periodic as records
-    from workers.schedule import PERIODIC
+    from workers import schedule
 
     now = time.time()
     rows = []
-    for periodic in PERIODIC:
+    for periodic in schedule.active(current_app.config):
         interval = int(current_app.config[periodic.interval_setting])
         record = {k: float(v) if k in _TIMES else v for k, v in records.read(periodic.id).items()}
         last_success, last_failure = record.get("last_success"), record.get("last_failure")

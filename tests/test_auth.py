@@ -102,6 +102,7 @@ def test_requests_without_or_with_a_bad_token_are_401(client):
 
 def test_patch_profile_changes_only_allowed_fields(client):
     token = register(client).get_json()["token"]
+    assert client.get("/api/auth/user/", headers=auth(token)).get_json()["bio"] == ""  # now cached
     response = client.patch(
         "/api/auth/user/",
         json={"display_name": "Alice A.", "bio": "hi", "avatar_url": "https://cdn.example.com/a.png"},

@@ -20,8 +20,8 @@ def scheduled(app):
         return {job.id: job.meta.get("interval") for job in Scheduler(connection=redis_store.client).get_jobs()}
 
 
-def expected_ids():
-    return {PERIODIC_PREFIX + p.id for p in schedule.PERIODIC}
+def expected_ids(app):
+    return {PERIODIC_PREFIX + p.id for p in schedule.active(app.config)}
 
 
 def test_restarting_the_scheduler_leaves_exactly_one_schedule_per_job(app):
@@ -29,13 +29,13 @@ def test_restarting_the_scheduler_leaves_exactly_one_schedule_per_job(app):
         redis_store.client.delete(liveness.SCHEDULER_HEARTBEAT_KEY)
     for _ in range(3):
         with flask_process(app, "bsn", "scheduler", SCHEDULER_INTERVAL=1) as process:
-            wait_until(lambda: scheduled(app).keys() == expected_ids(), message="the schedule")
+            wait_until(lambda: scheduled(app).keys() == expected_ids(app), message="the schedule")
             with app.app_context():
                 wait_until(lambda: liveness.scheduler_age(redis_store.client) is not None, message="a heartbeat")
             stop(process)
     with app.app_context():
         entries = redis_store.client.zrange(Scheduler.scheduled_jobs_key, 0, -1)
-    assert sorted(e.decode() for e in entries) == sorted(expected_ids())
+    assert sorted(e.decode() for e in entries) == sorted(expected_ids(app))
 
 
 def test_a_changed_interval_takes_effect_and_a_removed_job_is_cancelled(app, ctx, monkeypatch):
@@ -49,7 +49,19 @@ def test_a_changed_interval_takes_effect_and_a_removed_job_is_cancelled(app, ctx
     assert now_scheduled[PERIODIC_PREFIX + "mining-sweep"] == 42
     assert PERIODIC_PREFIX + "ledger-audit" not in now_scheduled
     assert not Job.exists(PERIODIC_PREFIX + "ledger-audit", connection=redis_store.client)
-    assert len(now_scheduled) == len(schedule.PERIODIC)
+    assert len(now_scheduled) == len(schedule.active(app.config))
+
+
+def test_the_optimizer_is_scheduled_only_when_enabled(app, ctx, monkeypatch):
+    scheduler = Scheduler(connection=redis_store.client)
+    sync_schedule(app, scheduler)
+    assert PERIODIC_PREFIX + "mining-optimizer" not in scheduled(app)
+    monkeypatch.setitem(app.config, "ENABLE_MINING_OPTIMIZATION", True)
+    sync_schedule(app, scheduler)
+    assert scheduled(app)[PERIODIC_PREFIX + "mining-optimizer"] == app.config["MINING_OPTIMIZATION_INTERVAL"]
+    monkeypatch.setitem(app.config, "ENABLE_MINING_OPTIMIZATION", False)
+    sync_schedule(app, scheduler)
+    assert PERIODIC_PREFIX + "mining-optimizer" not in scheduled(app)
 
 
 def test_periodic_jobs_record_success_and_lateness_shows(app, ctx, monkeypatch):

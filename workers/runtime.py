@@ -98,7 +98,7 @@ def sync_schedule(app: Flask, scheduler: Scheduler) -> list[str]:
     Safe to run at every scheduler start: each job keeps its fixed id, so a restart replaces entries
     instead of adding them.
     """
-    declared = {PERIODIC_PREFIX + p.id: p for p in schedule.PERIODIC}
+    declared = {PERIODIC_PREFIX + p.id: p for p in schedule.active(app.config)}
     for job in scheduler.get_jobs():
         if job.id.startswith(PERIODIC_PREFIX) and job.id not in declared:
             scheduler.cancel(job)

@@ -14,13 +14,27 @@ class Periodic:
     interval_setting: str  # name of the setting holding the interval in seconds
     timeout: int  # seconds a run may take before RQ kills it
     queue: str = DEFAULT
+    enabled_setting: str | None = None  # a boolean setting that switches the job on
 
 
 PERIODIC: tuple[Periodic, ...] = (
     Periodic("mining-sweep", "workers.mining.sweep", "CLEANUP_INTERVAL", timeout=120, queue=HIGH),
     Periodic("mining-leaderboards", "workers.mining.rebuild_leaderboards", "LEADERBOARD_REBUILD_INTERVAL", 600, LOW),
     Periodic("ledger-audit", "workers.tokens.audit_ledger", "LEDGER_AUDIT_INTERVAL", timeout=1800, queue=LOW),
+    Periodic(
+        "mining-optimizer",
+        "workers.mining.optimize",
+        "MINING_OPTIMIZATION_INTERVAL",
+        timeout=600,  # above MINING_OPTIMIZATION_TIMEOUT: the job kills the subprocess first
+        queue=LOW,
+        enabled_setting="ENABLE_MINING_OPTIMIZATION",
+    ),
 )
+
+
+def active(config) -> tuple[Periodic, ...]:
+    """The declared jobs that are switched on."""
+    return tuple(p for p in PERIODIC if p.enabled_setting is None or config[p.enabled_setting])
 
 
 def by_id(periodic_id: str) -> Periodic:

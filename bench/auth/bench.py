@@ -92,8 +92,11 @@ def database(kind: str, workdir: str):
         return
     admin = os.environ.get("BENCH_PG", DEFAULT_PG)
     name = f"bsn_bench_{secrets.token_hex(5)}"
-    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        raise RuntimeError(f"PostgreSQL at BENCH_PG is unreachable ({exc}); is it running?") from None
     try:
         yield urllib.parse.urlsplit(admin)._replace(path="/" + name).geturl()
     finally:
@@ -291,6 +294,8 @@ def report(samples: dict[str, list[Sample]], args: argparse.Namespace, command: 
         f"- figures: mean of {args.rounds} interleaved rounds per endpoint, each {args.duration} s after a "
         f"{args.warmup} s warm-up; errors summed over the rounds",
         f"- server peak RSS (gunicorn process group): {peak_rss / 2**20:.0f} MiB",
+        "- latencies are wrk's, corrected for coordinated omission: a stall also counts for the requests that a "
+        "steady stream would have sent during it",
         "",
         "| endpoint | req/s | p50 ms | p99 ms | errors (non-2xx/socket) |",
         "|---|---:|---:|---:|---:|",
@@ -350,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         server_env = {
             **env,
             "BSN_ENV": "production",
+            # Production refuses the development key; a throwaway one serves a throwaway server.
+            "SECRET_KEY": secrets.token_hex(32),
             "LOG_LEVEL": "WARNING",
             # The limits stay enforced (their Redis calls are part of the cost) but never throttle the load.
             "RATELIMIT_USER": "10000000 per minute",
@@ -376,4 +383,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except RuntimeError as exc:
+        # Expected failures (a server that does not boot, a missing database) need their message, not a traceback.
+        sys.exit(f"benchmark failed: {exc}")

@@ -3,7 +3,7 @@
 from flask import current_app, request
 from flask_smorest import Blueprint
 
-from bsn.auth import bearer_token, current_user, login_required
+from bsn.auth import bearer_token, current_caller, current_user, login_required
 from bsn.extensions import limiter
 from bsn.schemas.accounts import LoginResultSchema, LoginSchema, MeSchema, ProfileUpdateSchema, RegisterSchema
 from bsn.services import accounts
@@ -49,7 +49,7 @@ def login(body):
 @blp.response(200, MeSchema)
 def me():
     """The caller's own account."""
-    return current_user()
+    return accounts.own_account(current_caller())
 
 
 @blp.route("/user/", methods=["PATCH"])

@@ -2,7 +2,7 @@
 
 from flask_smorest import Blueprint
 
-from bsn.auth import current_caller, login_required
+from bsn.auth import current_caller, current_user, login_required
 from bsn.dbtools import decode_cursor, encode_cursor
 from bsn.schemas.common import PageArgsSchema, page
 from bsn.schemas.mining import (
@@ -93,6 +93,14 @@ def activities(args):
 def achievements():
     """Achievements earned and still to earn, with the mining-power bonus each gives."""
     return mining.achievements(current_caller())
+
+
+@blp.route("/optimization/", methods=["GET"])
+@blp.doc(security=SECURITY)
+@login_required
+def optimization():
+    """The mining optimizer's last report (admins see all of it; 404 no_report when there is none)."""
+    return mining.optimization_report(current_user())
 
 
 @blp.route("/leaderboard/", methods=["GET"])

@@ -10,7 +10,8 @@ class Timestamp(fields.DateTime):
     """ISO 8601 in UTC with a trailing Z."""
 
     def _serialize(self, value, attr, obj, **kwargs):
-        return isoformat(value)
+        # Cached objects hold timestamps already formatted.
+        return value if isinstance(value, str) or value is None else isoformat(value)
 
 
 class Amount(fields.String):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import secrets
 from datetime import timedelta
@@ -15,7 +16,8 @@ from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from bsn.clock import now
+from bsn.actors import Actor
+from bsn.clock import isoformat, now
 from bsn.errors import Conflict, Forbidden, Unauthorized, ValidationError
 from bsn.extensions import db, redis_store
 from bsn.models import AuthToken, Role, User
@@ -195,12 +197,53 @@ def user_id_for_token(raw_token: str) -> int | None:
 PROFILE_FIELDS = ("display_name", "bio", "avatar_url")
 
 
+ACCOUNT_CACHE = "auth:account:{}"
+ACCOUNT_FIELDS = ("id", "username", "email", "display_name", "bio", "avatar_url", "role")
+
+
+def own_account(actor: Actor) -> dict:
+    """The caller's own account as plain data, from a Redis copy that every change of it rewrites.
+
+    Writers overwrite the copy after their commit and readers fill it only where absent (NX), so a
+    reader that loaded the row before a change can never put the old version back.
+    """
+    key = ACCOUNT_CACHE.format(actor.id)
+    try:
+        cached = redis_store.client.get(key)
+    except redis.RedisError:
+        cached = None
+    if cached is not None:
+        return json.loads(cached)
+    user = db.session.get(User, actor.id)
+    if user is None:
+        raise Unauthorized("The token is invalid, expired or revoked.", code="invalid_token")
+    if user.is_suspended:
+        raise Forbidden("This account is suspended.", code="account_suspended")
+    return _cache_account(user, only_if_absent=True)
+
+
+def _cache_account(user: User, *, only_if_absent: bool) -> dict:
+    account = {field: getattr(user, field) for field in ACCOUNT_FIELDS}
+    account["created_at"] = isoformat(user.created_at)
+    key = ACCOUNT_CACHE.format(user.id)
+    try:
+        if user.is_suspended:
+            redis_store.client.delete(key)
+        else:
+            redis_store.client.set(key, json.dumps(account), ex=current_app.config["AUTH_CACHE_TTL"], nx=only_if_absent)
+    except redis.RedisError:
+        # The change is committed either way; a copy left behind lives at most AUTH_CACHE_TTL.
+        log.log(logging.WARNING if only_if_absent else logging.ERROR, "account cache of user %s not updated", user.id)
+    return account
+
+
 def update_profile(user: User, changes: dict) -> User:
     for key, value in changes.items():
         if key not in PROFILE_FIELDS:
             raise ValidationError(fields={key: ["This field cannot be changed."]})
         setattr(user, key, value)
     db.session.commit()
+    _cache_account(user, only_if_absent=False)
     return user
 
 
@@ -209,6 +252,7 @@ def set_suspended(actor: User, user: User, suspended: bool) -> User:
         raise Forbidden()
     user.suspended_at = now() if suspended else None
     db.session.commit()
+    _cache_account(user, only_if_absent=False)
     if suspended:
         revoke_all_tokens(user)
     return user

@@ -9,6 +9,7 @@ only records ends that the rule already implies.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -22,7 +23,7 @@ from bsn import amounts, realtime
 from bsn.actors import Actor
 from bsn.clock import now as clock_now
 from bsn.dbtools import insert_ignore, lock
-from bsn.errors import Conflict
+from bsn.errors import Conflict, NotFound
 from bsn.extensions import db, redis_store
 from bsn.models import Achievement, MiningSession, MiningState, User
 from bsn.models.base import UTCDateTime
@@ -397,6 +398,28 @@ def achievements(user: Actor) -> dict:
             {"code": a.code, "title": a.title, "bonus_pct": a.bonus_pct} for a in ACHIEVEMENTS if a.code not in earned
         ],
     }
+
+
+OPTIMIZATION_KEYS = {
+    "report": "mining:optimization:report",
+    "timestamp": "mining:optimization:timestamp",
+    "total_profit": "mining:optimization:total_profit",
+    "best_algorithm": "mining:optimization:best_algorithm",
+}
+OPTIMIZATION_LAST_RUN_KEY = "mining:optimization:last_run"
+# What everyone may see of the optimizer's report; admins see all of it.
+OPTIMIZATION_PUBLIC_FIELDS = ("version", "mode", "generated_at", "window", "best_algorithm", "objective")
+
+
+def optimization_report(viewer: User) -> dict:
+    """The last good optimizer report (written by workers.mining.optimize), whole for admins."""
+    raw = redis_store.client.get(OPTIMIZATION_KEYS["report"])
+    if raw is None:
+        raise NotFound("No optimizer report yet.", code="no_report")
+    report = json.loads(raw)
+    if viewer.is_admin:
+        return report
+    return {key: report[key] for key in OPTIMIZATION_PUBLIC_FIELDS if key in report}
 
 
 LEADERBOARD_ALL = "mining:leaderboard:all"

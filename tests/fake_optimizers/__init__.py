@@ -1,0 +1,1 @@
+"""Stand-ins for the optimizer module, one per way it can fail (and one that succeeds)."""
