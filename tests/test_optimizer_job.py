@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from bsn.amounts import to_str
 from bsn.extensions import redis_store
 from bsn.models import Role
 from bsn.services import mining
@@ -84,3 +85,28 @@ def test_the_endpoint_serves_the_report_whole_to_admins_only(client, ctx, make_u
     part = client.get("/api/mining/optimization/", headers=auth(user)).get_json()
     assert part["best_algorithm"] == "bsn" and "total_profit" not in part and "offline_mining" not in part
     assert client.get("/api/mining/optimization/").status_code == 401
+
+
+def test_the_real_optimizer_reads_what_the_job_exports(client, ctx, make_user, app, monkeypatch):
+    """End to end: mined sessions -> export -> `python -m workers.optimizer` -> cached report."""
+    from datetime import UTC, datetime
+
+    from bsn.clock import clock
+
+    clock.freeze(datetime(2026, 6, 1, 9, 0, tzinfo=UTC))
+    _, token = make_user()
+    client.post("/api/mining/start/", headers=auth(token))
+    clock.advance(minutes=2)
+    client.patch("/api/mining/heartbeat/", headers=auth(token))
+    clock.advance(hours=12, minutes=44)  # the predecessor's case: gone without stopping
+    monkeypatch.setitem(app.config, "MINING_OPTIMIZATION_WINDOW", 7 * 86400)
+    outcome = optimize()
+    report = json.loads(redis_store.client.get(mining.OPTIMIZATION_KEYS["report"]))
+    assert outcome == {"status": "ok", "best_algorithm": report["best_algorithm"]}
+    assert report["sessions"] == 1 and report["mode"] == "minimal"  # no market file configured
+    # BSN's rule never pays past the heartbeat cover, so the detector finds nothing to flag.
+    assert report["offline_mining"] == []
+    assert report["algorithms"]["bsn"]["uncovered_tokens"] == "0"
+    # Replayed under BSN's rule, the session pays 2 min + the 5 min heartbeat cover at its power.
+    power = mining.power_for(1, {"first_session"})
+    assert report["algorithms"]["bsn"]["tokens_emitted"] == to_str(power * 7 * 60 // 3600)
