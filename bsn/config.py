@@ -79,6 +79,8 @@ def load_settings(instance_path: str) -> dict:
         "ACTIVITY_TIMEOUT": _int("ACTIVITY_TIMEOUT", 3600),
         "MAX_SESSION": _int("MAX_SESSION", 24 * 3600),
         "CLEANUP_INTERVAL": _int("CLEANUP_INTERVAL", 600),
+        "HEARTBEAT_FLUSH_INTERVAL": _int("HEARTBEAT_FLUSH_INTERVAL", 60),
+        "HEARTBEAT_RATE_LIMIT": _env("HEARTBEAT_RATE_LIMIT", "20 per minute"),
         "LEDGER_AUDIT_INTERVAL": _int("LEDGER_AUDIT_INTERVAL", 24 * 3600),
         "LEADERBOARD_REBUILD_INTERVAL": _int("LEADERBOARD_REBUILD_INTERVAL", 3600),
         # The mining optimizer (a subprocess run by a periodic job)

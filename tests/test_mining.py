@@ -352,3 +352,120 @@ def test_amount_strings_are_exact(miner):
     pending = miner.stats()["pending"]
     assert isinstance(pending, str)
     assert Decimal(pending) * UNIT == units(pending)
+
+
+# ---- heartbeats buffered in Redis ----
+
+
+def db_session_row(app):
+    from sqlalchemy import select
+
+    from bsn.extensions import db
+    from bsn.models import MiningSession
+
+    with app.app_context():
+        return db.session.scalars(select(MiningSession)).one()
+
+
+def test_heartbeats_reach_the_database_when_flushed(miner, app):
+    from bsn.services import heartbeats
+
+    miner.start()
+    miner.keep_mining(3)
+    assert db_session_row(app).last_heartbeat == T0  # still only in Redis
+    with app.app_context():
+        assert heartbeats.flush() == 1
+        assert heartbeats.flush() == 0
+    assert db_session_row(app).last_heartbeat == T0 + timedelta(minutes=3)
+    assert db_session_row(app).expires_at == T0 + timedelta(minutes=8)
+
+
+def test_the_sweep_flushes_first_and_leaves_sessions_renewed_in_redis_alone(miner, ctx):
+    miner.start()
+    miner.keep_mining(10)  # the database alone would say it lapsed at 08:05
+    assert mining.sweep() == 0
+    assert miner.stats()["is_mining"] is True
+
+
+def test_a_heartbeat_landing_while_the_sweep_runs_keeps_the_session(miner, ctx, app, monkeypatch):
+    """The sweep fixes its instant, then flushes; a heartbeat in between must not be lost or overruled."""
+    from bsn.services import heartbeats
+
+    miner.start()
+    clock.advance(seconds=app.config["HEARTBEAT_TIMEOUT"])  # the deadline, to the microsecond
+    sweep_at = clock.now() + timedelta(microseconds=1)
+    real_flush = heartbeats.flush
+
+    def heartbeat_then_flush():
+        assert miner.heartbeat()["is_mining"] is True  # at the deadline: still valid
+        return real_flush()
+
+    monkeypatch.setattr(heartbeats, "flush", heartbeat_then_flush)
+    assert mining.sweep(sweep_at) == 0
+    clock.freeze(sweep_at)
+    assert miner.stats()["is_mining"] is True
+
+
+def test_a_heartbeat_after_the_sweep_ended_a_session_does_not_revive_it(miner, ctx):
+    miner.start()
+    clock.advance(minutes=6)
+    assert mining.sweep() == 1
+    answer = miner.heartbeat()
+    assert answer["is_mining"] is False and answer["stopped_reason"] == "heartbeat_timeout"
+    assert mining.sweep() == 0
+
+
+def test_losing_redis_costs_at_most_the_unflushed_heartbeats_and_mining_goes_on(miner, ctx):
+    from bsn.extensions import redis_store
+    from bsn.services import heartbeats
+
+    miner.start()
+    miner.keep_mining(4)
+    heartbeats.flush()  # the database knows 08:04
+    miner.keep_mining(3)  # 08:05-08:07 only in Redis
+    redis_store.client.flushdb()
+    clock.advance(seconds=90)  # 08:08:30, before the flushed deadline (08:09)
+    assert miner.heartbeat()["is_mining"] is True  # re-seeded from the database
+    assert miner.stats()["last_heartbeat"] == "2026-03-02T08:08:30Z"
+    clock.advance(minutes=30)
+    stats = miner.stats()
+    assert stats["ended_at"] == "2026-03-02T08:13:30Z"
+    assert units(stats["pending"]) == expected(first_power(), 13 * 60 + 30)
+
+
+def test_a_lost_redis_never_pays_for_time_without_a_heartbeat(miner, ctx):
+    from bsn.extensions import redis_store
+    from bsn.services import heartbeats
+
+    miner.start()
+    miner.keep_mining(4)
+    heartbeats.flush()
+    miner.keep_mining(3)
+    redis_store.client.flushdb()
+    clock.advance(hours=2)
+    stats = miner.stats()
+    # The heartbeats of 08:05-08:07 were lost with Redis: the session ends 5 min after the flushed one.
+    assert stats["ended_at"] == "2026-03-02T08:09:00Z"
+    assert units(stats["pending"]) == expected(first_power(), 9 * 60)
+
+
+def test_heartbeats_are_rate_limited_per_user(miner, app, monkeypatch):
+    monkeypatch.setitem(app.config, "HEARTBEAT_RATE_LIMIT", "3 per minute")
+    miner.start()
+    answers = [miner.call("PATCH", "heartbeat") for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert answers[-1].get_json()["error"]["code"] == "rate_limited"
+    assert int(answers[-1].headers["Retry-After"]) >= 1
+
+
+def test_heartbeat_authentication(client, miner, ctx):
+    from bsn.extensions import redis_store
+
+    miner.start()
+    assert client.patch("/api/mining/heartbeat/").status_code == 401
+    assert client.patch("/api/mining/heartbeat/", headers=auth("not-a-token")).status_code == 401
+    for key in redis_store.client.scan_iter("auth:token:*"):
+        redis_store.client.delete(key)  # a cold token cache: the heartbeat authenticates the slow way
+    assert miner.heartbeat()["is_mining"] is True
+    assert client.post("/api/auth/logout/", headers=miner.headers).status_code == 204
+    assert client.patch("/api/mining/heartbeat/", headers=miner.headers).status_code == 401

@@ -19,7 +19,7 @@ from bsn.clock import isoformat
 from bsn.clock import now as clock_now
 from bsn.extensions import db, redis_store
 from bsn.models import MiningSession, MiningState, User
-from bsn.services import mining
+from bsn.services import heartbeats, mining
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,10 @@ def sweep() -> int:
 
 def rebuild_leaderboards() -> None:
     mining.rebuild_leaderboards()
+
+
+def flush_heartbeats() -> int:
+    return heartbeats.flush()
 
 
 # ---- the optimizer ----
@@ -43,6 +47,7 @@ STDERR_TAIL = 2000
 def export_sessions(path: str, since) -> int:
     """Write the sessions that started since `since` in the optimizer's input format; returns how many."""
     at = clock_now()
+    heartbeats.flush()
     rows = db.session.execute(
         select(MiningSession, MiningState.streak_days)
         .join(MiningState, MiningState.user_id == MiningSession.user_id)

@@ -162,6 +162,10 @@ def _cache_set(digest: str, value: bytes, ttl: int, *, only_if_absent: bool) -> 
         log.warning("token cache unavailable; falling back to the database")
 
 
+def token_cache_key(raw_token: str) -> str:
+    return TOKEN_CACHE_PREFIX + _digest(raw_token)
+
+
 def user_id_for_token(raw_token: str) -> int | None:
     """The user a live token belongs to, or None. Cached in Redis so most checks skip the database.
 

@@ -20,14 +20,14 @@ from flask import current_app
 from sqlalchemy import case, literal, select, update
 
 from bsn import amounts, realtime
-from bsn.actors import Actor
+from bsn.actors import Actor, Caller
 from bsn.clock import now as clock_now
 from bsn.dbtools import insert_ignore, lock
-from bsn.errors import Conflict, NotFound
+from bsn.errors import Conflict, NotFound, RateLimited
 from bsn.extensions import db, redis_store
 from bsn.models import Achievement, MiningSession, MiningState, User
 from bsn.models.base import UTCDateTime
-from bsn.services import tokens
+from bsn.services import accounts, heartbeats, tokens
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def _state_for_update(user_id: int) -> MiningState:
         # The session row too: a heartbeat or the sweep committing meanwhile is then waited for, not overwritten.
         current = MiningSession.id == state.session_id
         stmt = select(MiningSession).where(current).execution_options(populate_existing=True)
-        lock(stmt, MiningSession, current).scalar_one()
+        heartbeats.overlay(lock(stmt, MiningSession, current).scalar_one())
     return state
 
 
@@ -207,6 +207,7 @@ def start(user: Actor) -> dict:
     state.session = session
     state.last_inactive_check = at
     db.session.commit()
+    heartbeats.seed(session)
     log.info("mining started", extra={"user_id": user.id, "session_id": session.id, "power": session.power})
     for code in earned:
         realtime.notify_user(user.id, "achievement_earned", {"code": code})
@@ -214,34 +215,40 @@ def start(user: Actor) -> dict:
 
 
 def heartbeat(user: Actor) -> dict:
-    """Renew the live session (the most frequent call: one UPDATE). A lapsed session is not revived."""
+    """Renew the live session. A lapsed session is not revived: the answer says it stopped, why and when."""
     at = clock_now()
-    expires_at = renew(user.id, at)
-    db.session.commit()
-    if expires_at is None:
-        return stats(user)
-    return {"is_mining": True, "last_heartbeat": at, "expires_at": expires_at, "stopped_reason": None}
+    return _heartbeat_answer(user, at, heartbeats.renew(at, user_id=user.id))
 
 
-def renew(user_id: int, at: datetime) -> datetime | None:
-    """The heartbeat's UPDATE, uncommitted: the new expiry, or None when no session was live at `at`."""
-    heartbeat_timeout, _, _ = _settings()
-    renewed = literal(at + heartbeat_timeout, UTCDateTime())
-    return db.session.execute(
-        update(MiningSession)
-        .where(
-            MiningSession.user_id == user_id,
-            MiningSession.ended_at.is_(None),
-            MiningSession.expires_at >= literal(at, UTCDateTime()),
+def heartbeat_with_token(raw_token: str) -> dict | None:
+    """The heartbeat's fast path: authentication, rate limit and renewal in one Redis round trip.
+
+    None when the token cache cannot answer (cold or revoked): the caller then authenticates the
+    ordinary way and calls `heartbeat`.
+    """
+    at = clock_now()
+    outcome = heartbeats.renew(at, token_key=accounts.token_cache_key(raw_token))
+    if outcome.status in ("auth_miss", "auth_invalid"):
+        return None
+    return _heartbeat_answer(Caller(outcome.user_id), at, outcome)
+
+
+def _heartbeat_answer(user: Actor, at: datetime, outcome: heartbeats.Outcome) -> dict:
+    if outcome.status == "limited":
+        raise RateLimited("Too many heartbeats.", retry_after=outcome.retry_after)
+    if outcome.status != "ok":
+        # Redis has no copy of a live session, or holds an old deadline: the database decides.
+        session = db.session.scalar(
+            select(MiningSession).where(MiningSession.user_id == user.id, MiningSession.ended_at.is_(None))
         )
-        .values(
-            last_heartbeat=at,
-            heartbeat_deadline=renewed,
-            expires_at=case((MiningSession.hard_deadline < renewed, MiningSession.hard_deadline), else_=renewed),
-        )
-        .returning(MiningSession.expires_at)
-        .execution_options(synchronize_session=False)
-    ).scalar()
+        heartbeats.overlay(session)
+        if not is_live(session, at):
+            return stats(user)
+        heartbeats.seed(session)
+        outcome = heartbeats.renew(at, user_id=user.id, count=False)
+        if outcome.status != "ok":
+            return stats(user)
+    return {"is_mining": True, "last_heartbeat": at, "expires_at": outcome.expires_at, "stopped_reason": None}
 
 
 def activity_check(user: Actor) -> dict:
@@ -251,20 +258,26 @@ def activity_check(user: Actor) -> dict:
     _settle(state, at)
     state.last_inactive_check = at
     session = state.session
-    if is_live(session, at):
+    live = is_live(session, at)
+    if live:
         session.last_activity_at = at
         _set_hard_deadline(session)
     db.session.commit()
+    if live:
+        heartbeats.seed(session)
     return _stats(state, at)
 
 
 def stop(user: Actor) -> dict:
     at = clock_now()
     state = _state_for_update(user.id)
-    if is_live(state.session, at):
+    stopped = is_live(state.session, at)
+    if stopped:
         state.session.ended_at, state.session.end_reason = at, STOPPED
     _settle(state, at)
     db.session.commit()
+    if stopped:
+        heartbeats.forget(state.session)
     return _stats(state, at)
 
 
@@ -298,6 +311,7 @@ def stats(user: Actor) -> dict:
     state = db.session.scalar(select(MiningState).where(MiningState.user_id == user.id))
     if state is None:
         state = MiningState(user_id=user.id, pending=0, total_mined=0, streak_days=0, sessions_count=0)
+    heartbeats.overlay(state.session)
     return _stats(state, at)
 
 
@@ -333,10 +347,13 @@ def _stats(state: MiningState, at: datetime) -> dict:
 def sweep(at: datetime | None = None) -> int:
     """Record the end of every lapsed session in one set-based statement; returns how many ended.
 
-    Idempotent, and safe beside a heartbeat: both UPDATEs test the row's deadline, so whichever commits
-    second sees the other's write (a renewed deadline, or an end) and leaves the row alone.
+    Idempotent. The instant is fixed before buffered heartbeats are flushed, which keeps it safe beside
+    a heartbeat arriving meanwhile (see bsn.services.heartbeats); beside a claim or a stop, row locks
+    order the writes.
     """
-    ended = end_lapsed(at or clock_now())
+    at = at or clock_now()
+    heartbeats.flush()
+    ended = end_lapsed(at)
     db.session.commit()
     for user_id, ended_at, reason in ended:
         realtime.notify_user(user_id, "mining_stopped", {"reason": reason, "ended_at": ended_at})
@@ -371,6 +388,8 @@ def activities(user: Actor, limit: int, before_id: int | None):
     if before_id is not None:
         stmt = stmt.where(MiningSession.id < before_id)
     rows = db.session.scalars(stmt.limit(limit + 1)).all()
+    for session in rows:
+        heartbeats.overlay(session)
     items = [
         {
             "id": s.id,
