@@ -93,7 +93,7 @@ def _init_socketio(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from bsn.blueprints import admin, auth, mining, ops, tokens
+    from bsn.blueprints import admin, auth, dao, mining, nft, ops, tokens
     from bsn.http import Api
 
     api = Api(
@@ -103,6 +103,6 @@ def _register_blueprints(app: Flask) -> None:
         },
     )
     app.extensions["bsn_api"] = api
-    for blueprint in (ops.blp, auth.blp, mining.blp, tokens.blp, admin.blp):
+    for blueprint in (ops.blp, auth.blp, mining.blp, tokens.blp, nft.blp, dao.blp, admin.blp):
         api.register_blueprint(blueprint)
     admin.init_dashboard(app)

@@ -92,6 +92,9 @@ def load_settings(instance_path: str) -> dict:
         "MINING_OPTIMIZER_MODULE": _env("MINING_OPTIMIZER_MODULE", "workers.optimizer"),
         "MINING_MARKET_FILE": _env("MINING_MARKET_FILE", ""),  # token price history, optional
         "MINING_DAILY_EMISSION_BUDGET": _env("MINING_DAILY_EMISSION_BUDGET", "1000"),
+        # DAO
+        "DAO_PROPOSAL_MIN_BALANCE": _env("DAO_PROPOSAL_MIN_BALANCE", "100"),  # tokens needed to propose
+        "DAO_CLOSE_INTERVAL": _int("DAO_CLOSE_INTERVAL", 60),
         # Jobs and liveness
         "WORKER_MAX_AGE": _int("WORKER_MAX_AGE", 60),
         "WORKER_TTL": _int("WORKER_TTL", 35),

@@ -9,7 +9,7 @@ from sqlalchemy import Select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from bsn.errors import ValidationError
+from bsn.errors import NotFound, ValidationError
 from bsn.extensions import db
 
 
@@ -55,3 +55,10 @@ def decode_cursor(cursor: str, arity: int) -> list:
     if not isinstance(values, list) or len(values) != arity:
         raise ValidationError(fields={"cursor": ["Invalid cursor."]})
     return values
+
+
+def get_or_404(model, ident, what: str | None = None):
+    row = db.session.get(model, ident)
+    if row is None:
+        raise NotFound(f"No such {what or model.__tablename__.rstrip('s').replace('_', ' ')}.")
+    return row

@@ -176,3 +176,17 @@ def pytest_collection_modifyitems(config, items):
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept
+
+
+@pytest.fixture
+def grant(app):
+    """Give a user tokens through a real ledger entry."""
+    from bsn.amounts import to_units
+    from bsn.services import tokens
+
+    def give(user_id: int, amount: str) -> None:
+        with app.app_context():
+            tokens.post(user_id, to_units(amount), "grant")
+            db.session.commit()
+
+    return give

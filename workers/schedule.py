@@ -21,6 +21,7 @@ PERIODIC: tuple[Periodic, ...] = (
     Periodic("mining-sweep", "workers.mining.sweep", "CLEANUP_INTERVAL", timeout=120, queue=HIGH),
     Periodic("mining-heartbeats", "workers.mining.flush_heartbeats", "HEARTBEAT_FLUSH_INTERVAL", 120, HIGH),
     Periodic("mining-leaderboards", "workers.mining.rebuild_leaderboards", "LEADERBOARD_REBUILD_INTERVAL", 600, LOW),
+    Periodic("dao-close", "workers.dao.close_due", "DAO_CLOSE_INTERVAL", timeout=300),
     Periodic("ledger-audit", "workers.tokens.audit_ledger", "LEDGER_AUDIT_INTERVAL", timeout=1800, queue=LOW),
     Periodic(
         "mining-optimizer",

@@ -1,7 +1,24 @@
 """All models, imported here so Alembic and the app see one metadata."""
 
+from bsn.models.dao import Proposal, Vote
 from bsn.models.mining import Achievement, MiningSession, MiningState
+from bsn.models.nft import Nft, NftCollection, NftListing, NftTransfer
 from bsn.models.tokens import LedgerEntry, Wallet
 from bsn.models.users import AuthToken, Role, User
 
-__all__ = ["Achievement", "AuthToken", "LedgerEntry", "MiningSession", "MiningState", "Role", "User", "Wallet"]
+__all__ = [
+    "Achievement",
+    "AuthToken",
+    "LedgerEntry",
+    "MiningSession",
+    "MiningState",
+    "Nft",
+    "NftCollection",
+    "NftListing",
+    "NftTransfer",
+    "Proposal",
+    "Role",
+    "User",
+    "Vote",
+    "Wallet",
+]

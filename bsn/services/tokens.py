@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from sqlalchemy import func, select, update
 
@@ -46,6 +47,27 @@ def post(user_id: int, units: int, kind: str, reference: str | None = None, coun
     return entry
 
 
+@dataclass(frozen=True)
+class Posting:
+    user_id: int
+    units: int  # signed
+    kind: str
+    reference: str | None = None
+    counterparty_id: int | None = None
+
+
+def post_many(postings: list[Posting]) -> list[LedgerEntry]:
+    """Apply several postings in user-id order, so two multi-party moves can never deadlock on wallets.
+
+    Returns the entries in the order given; the caller commits (or rolls back on InsufficientBalance).
+    """
+    entries: dict[int, LedgerEntry] = {}
+    for index in sorted(range(len(postings)), key=lambda i: postings[i].user_id):
+        p = postings[index]
+        entries[index] = post(p.user_id, p.units, p.kind, p.reference, p.counterparty_id)
+    return [entries[i] for i in range(len(postings))]
+
+
 def balance(user_id: int) -> int:
     return db.session.scalar(select(Wallet.balance).where(Wallet.user_id == user_id)) or 0
 
@@ -60,13 +82,12 @@ def transfer(sender: Actor, to_user_id: int, amount: str) -> LedgerEntry:
         raise NotFound("No such user.", fields={"to_user_id": ["No such user."]})
     reference = f"transfer:{sender.id}:{to_user_id}"
     try:
-        # Rows are touched in id order, so two opposite transfers cannot deadlock.
-        if sender.id < to_user_id:
-            out = post(sender.id, -units, "transfer_out", reference, to_user_id)
-            post(to_user_id, units, "transfer_in", reference, sender.id)
-        else:
-            post(to_user_id, units, "transfer_in", reference, sender.id)
-            out = post(sender.id, -units, "transfer_out", reference, to_user_id)
+        out, _ = post_many(
+            [
+                Posting(sender.id, -units, "transfer_out", reference, to_user_id),
+                Posting(to_user_id, units, "transfer_in", reference, sender.id),
+            ]
+        )
         db.session.commit()
     except Exception:
         db.session.rollback()
