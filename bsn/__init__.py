@@ -89,11 +89,16 @@ def _init_socketio(app: Flask) -> None:
         ping_interval=25,
         ping_timeout=20,
         max_http_buffer_size=app.config["MAX_CONTENT_LENGTH"],
+        # Auth is by token on connect; nothing reads Flask's cookie session inside events.
+        manage_session=False,
     )
+    from bsn import sockets
+
+    sockets.init_app(socketio)
 
 
 def _register_blueprints(app: Flask) -> None:
-    from bsn.blueprints import admin, auth, dao, mining, nft, ops, tokens
+    from bsn.blueprints import admin, auth, dao, messaging, mining, nft, ops, tokens
     from bsn.http import Api
 
     api = Api(
@@ -103,6 +108,6 @@ def _register_blueprints(app: Flask) -> None:
         },
     )
     app.extensions["bsn_api"] = api
-    for blueprint in (ops.blp, auth.blp, mining.blp, tokens.blp, nft.blp, dao.blp, admin.blp):
+    for blueprint in (ops.blp, auth.blp, messaging.blp, mining.blp, tokens.blp, nft.blp, dao.blp, admin.blp):
         api.register_blueprint(blueprint)
     admin.init_dashboard(app)

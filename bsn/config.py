@@ -92,6 +92,15 @@ def load_settings(instance_path: str) -> dict:
         "MINING_OPTIMIZER_MODULE": _env("MINING_OPTIMIZER_MODULE", "workers.optimizer"),
         "MINING_MARKET_FILE": _env("MINING_MARKET_FILE", ""),  # token price history, optional
         "MINING_DAILY_EMISSION_BUDGET": _env("MINING_DAILY_EMISSION_BUDGET", "1000"),
+        # Messaging
+        "MESSAGE_MAX_LENGTH": _int("MESSAGE_MAX_LENGTH", 4000),
+        "MESSAGE_EDIT_WINDOW": _int("MESSAGE_EDIT_WINDOW", 15 * 60),
+        "SYNC_BATCH": _int("SYNC_BATCH", 500),
+        "SOCKET_RATE_LIMIT": _env("SOCKET_RATE_LIMIT", "30 per 10 seconds"),
+        "TYPING_TIMEOUT": _int("TYPING_TIMEOUT", 10),
+        "PRESENCE_REFRESH_INTERVAL": _int("PRESENCE_REFRESH_INTERVAL", 10),
+        "PRESENCE_STALE_AFTER": _int("PRESENCE_STALE_AFTER", 30),
+        "PRESENCE_SWEEP_INTERVAL": _int("PRESENCE_SWEEP_INTERVAL", 15),
         # DAO
         "DAO_PROPOSAL_MIN_BALANCE": _env("DAO_PROPOSAL_MIN_BALANCE", "100"),  # tokens needed to propose
         "DAO_CLOSE_INTERVAL": _int("DAO_CLOSE_INTERVAL", 60),

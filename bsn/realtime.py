@@ -20,21 +20,26 @@ def user_room(user_id: int) -> str:
     return f"user:{user_id}"
 
 
-def _jsonable(value):
+def jsonable(value):
     if isinstance(value, datetime):
         return isoformat(value)
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value
 
 
 def emit(event: str, data: dict, namespace: str, room: str) -> None:
     try:
-        socketio.emit(event, _jsonable(data), namespace=namespace, to=room)
+        socketio.emit(event, jsonable(data), namespace=namespace, to=room)
     except Exception:
         log.exception("could not publish %s to %s%s", event, namespace, room)
+
+
+def socket_manager():
+    """python-socketio's client manager: it moves sockets of any process in and out of rooms."""
+    return socketio.server.manager
 
 
 def notify_user(user_id: int, event: str, data: dict) -> None:

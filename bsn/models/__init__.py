@@ -1,6 +1,7 @@
 """All models, imported here so Alembic and the app see one metadata."""
 
 from bsn.models.dao import Proposal, Vote
+from bsn.models.messaging import Conversation, ConversationMember, Message, MessageReaction
 from bsn.models.mining import Achievement, MiningSession, MiningState
 from bsn.models.nft import Nft, NftCollection, NftListing, NftTransfer
 from bsn.models.tokens import LedgerEntry, Wallet
@@ -9,7 +10,11 @@ from bsn.models.users import AuthToken, Role, User
 __all__ = [
     "Achievement",
     "AuthToken",
+    "Conversation",
+    "ConversationMember",
     "LedgerEntry",
+    "Message",
+    "MessageReaction",
     "MiningSession",
     "MiningState",
     "Nft",

@@ -1,0 +1,138 @@
+"""Schemas of conversations, messages, receipts and reactions (REST bodies and socket payloads alike)."""
+
+from marshmallow import Schema, fields, validate
+
+from bsn.schemas.accounts import UserSchema
+from bsn.schemas.common import Timestamp
+
+EMOJI = validate.Length(min=1, max=32)
+CLIENT_ID = validate.Length(min=1, max=64)
+
+
+class ConversationCreateSchema(Schema):
+    user_ids = fields.List(fields.Integer(strict=True), required=True, validate=validate.Length(min=1, max=255))
+    title = fields.String(validate=validate.Length(min=1, max=100), allow_none=True)
+
+
+class MembersSchema(Schema):
+    user_ids = fields.List(fields.Integer(strict=True), required=True, validate=validate.Length(min=1, max=255))
+
+
+class ReactionSchema(Schema):
+    user_id = fields.Integer()
+    emoji = fields.String()
+
+
+class MessageSchema(Schema):
+    id = fields.Integer()
+    conversation_id = fields.Integer()
+    seq = fields.Integer(metadata={"description": "gap-free and increasing within the conversation"})
+    sender = fields.Nested(UserSchema, allow_none=True)
+    body = fields.String()
+    client_id = fields.String(allow_none=True)
+    attachments = fields.List(fields.String())
+    reactions = fields.List(fields.Nested(ReactionSchema))
+    created_at = Timestamp()
+    edited_at = Timestamp(allow_none=True)
+    deleted = fields.Boolean()
+
+
+class MemberSchema(Schema):
+    user_id = fields.Integer()
+    role = fields.String()
+    last_read_seq = fields.Integer()
+
+
+class ConversationSchema(Schema):
+    id = fields.Integer()
+    kind = fields.String()
+    title = fields.String(allow_none=True)
+    last_seq = fields.Integer()
+    last_message_at = Timestamp(allow_none=True)
+    created_at = Timestamp()
+    members = fields.List(fields.Nested(MemberSchema))
+
+
+class ConversationItemSchema(Schema):
+    conversation = fields.Nested(ConversationSchema)
+    last_message = fields.Nested(MessageSchema, allow_none=True)
+    unread_count = fields.Integer()
+    last_read_seq = fields.Integer()
+
+
+class ConversationPageSchema(Schema):
+    results = fields.List(fields.Nested(ConversationItemSchema))
+    next_cursor = fields.String(allow_none=True)
+
+
+class SendSchema(Schema):
+    body = fields.String(required=True, validate=validate.Length(max=4000))
+    client_id = fields.String(validate=CLIENT_ID, allow_none=True)
+    attachments = fields.List(fields.String(validate=validate.Length(max=500)), validate=validate.Length(max=10))
+
+
+class SocketSendSchema(SendSchema):
+    conversation_id = fields.Integer(required=True, strict=True)
+
+
+class MessageListArgsSchema(Schema):
+    after_seq = fields.Integer(validate=validate.Range(min=0))
+    before_seq = fields.Integer(validate=validate.Range(min=1))
+    limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=100))
+
+
+class MessagePageSchema(Schema):
+    results = fields.List(fields.Nested(MessageSchema))
+    has_more = fields.Boolean()
+
+
+class EditSchema(Schema):
+    body = fields.String(required=True, validate=validate.Length(min=1, max=4000))
+
+
+class ReadSchema(Schema):
+    seq = fields.Integer(validate=validate.Range(min=0), metadata={"description": "default: the newest message"})
+
+
+class ReadResultSchema(Schema):
+    conversation_id = fields.Integer()
+    last_read_seq = fields.Integer()
+
+
+class ReactSchema(Schema):
+    emoji = fields.String(required=True, validate=EMOJI)
+
+
+class ReactionResultSchema(Schema):
+    message_id = fields.Integer()
+    conversation_id = fields.Integer()
+    user_id = fields.Integer()
+    emoji = fields.String(allow_none=True)
+
+
+# ---- socket payloads ----
+
+
+class JoinPayload(Schema):
+    conversation_id = fields.Integer(required=True, strict=True)
+
+
+class TypingPayload(Schema):
+    conversation_id = fields.Integer(required=True, strict=True)
+    is_typing = fields.Boolean(required=True)
+
+
+class ReadPayload(Schema):
+    conversation_id = fields.Integer(required=True, strict=True)
+    message_id = fields.Integer(strict=True)
+    seq = fields.Integer(strict=True, validate=validate.Range(min=0))
+
+
+class ReactPayload(Schema):
+    message_id = fields.Integer(required=True, strict=True)
+    emoji = fields.String(required=True, validate=EMOJI)
+
+
+class SyncPayload(Schema):
+    conversation_id = fields.Integer(required=True, strict=True)
+    after_seq = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))

@@ -1,0 +1,425 @@
+"""Messaging: conversations, messages with a gap-free seq, idempotent sends, receipts, reactions.
+
+Called alike by the REST blueprint, the /chat namespace and jobs. Realtime events go out only after
+the transaction that makes them true has committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from bsn import realtime
+from bsn.actors import Actor
+from bsn.clock import now as clock_now
+from bsn.dbtools import insert_ignore, lock
+from bsn.errors import Conflict, Forbidden, NotFound, ValidationError
+from bsn.extensions import db, redis_store
+from bsn.models import Conversation, ConversationMember, Message, MessageReaction, User
+
+log = logging.getLogger(__name__)
+
+CHAT = "/chat"
+DIRECT, GROUP = "direct", "group"
+MAX_GROUP_MEMBERS = 256
+CHAT_SIDS = "chat:sids:{}"  # the /chat socket ids of a user, so new conversations can be joined live
+
+
+def conversation_room(conversation_id: int) -> str:
+    return f"conv:{conversation_id}"
+
+
+# ---- conversations ----
+
+
+def create_conversation(creator: Actor, user_ids: list[int], title: str | None = None) -> Conversation:
+    """One other id: the direct chat of the pair (created once, returned ever after). More: a group chat."""
+    others = sorted({uid for uid in user_ids if uid != creator.id})
+    if not others:
+        raise ValidationError(fields={"user_ids": ["Name at least one other user."]})
+    if len(others) + 1 > MAX_GROUP_MEMBERS:
+        raise ValidationError(fields={"user_ids": [f"At most {MAX_GROUP_MEMBERS} members."]})
+    found = set(db.session.scalars(select(User.id).where(User.id.in_(others))))
+    missing = [uid for uid in others if uid not in found]
+    if missing:
+        raise ValidationError(fields={"user_ids": [f"No such users: {missing}."]})
+    if len(others) == 1 and not title:
+        return _direct(creator.id, others[0])
+    conversation = Conversation(kind=GROUP, title=title, created_by=creator.id)
+    db.session.add(conversation)
+    db.session.flush()
+    db.session.add(ConversationMember(conversation_id=conversation.id, user_id=creator.id, role="admin"))
+    for uid in others:
+        db.session.add(ConversationMember(conversation_id=conversation.id, user_id=uid))
+    db.session.commit()
+    _announce_conversation(conversation, [creator.id, *others])
+    return conversation
+
+
+def _direct(user_id: int, other_id: int) -> Conversation:
+    key = f"{min(user_id, other_id)}:{max(user_id, other_id)}"
+    existing = db.session.scalar(select(Conversation).where(Conversation.direct_key == key))
+    if existing is not None:
+        return existing
+    conversation = Conversation(kind=DIRECT, direct_key=key, created_by=user_id)
+    db.session.add(conversation)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        # The other side created it at the same moment: theirs is the one.
+        db.session.rollback()
+        return db.session.scalar(select(Conversation).where(Conversation.direct_key == key))
+    for uid in (user_id, other_id):
+        db.session.add(ConversationMember(conversation_id=conversation.id, user_id=uid))
+    db.session.commit()
+    _announce_conversation(conversation, [user_id, other_id])
+    return conversation
+
+
+def _announce_conversation(conversation: Conversation, user_ids: list[int]) -> None:
+    """Put the members' open /chat sockets, on any process, into the new room, and tell them."""
+    room = conversation_room(conversation.id)
+    manager = realtime.socket_manager()
+    for uid in user_ids:
+        for sid in redis_store.client.smembers(CHAT_SIDS.format(uid)):
+            manager.enter_room(sid.decode(), CHAT, room)
+        realtime.emit("conversation_created", {"conversation_id": conversation.id}, CHAT, realtime.user_room(uid))
+
+
+def membership(actor: Actor, conversation_id: int) -> ConversationMember:
+    """The caller's membership; 404 for a conversation that does not exist or that they are not in."""
+    member = db.session.scalar(
+        select(ConversationMember).where(
+            ConversationMember.conversation_id == conversation_id, ConversationMember.user_id == actor.id
+        )
+    )
+    if member is None:
+        # Not revealing whether a conversation one is not in exists.
+        raise NotFound("No such conversation.")
+    return member
+
+
+def conversation_ids(user_id: int) -> list[int]:
+    return list(
+        db.session.scalars(select(ConversationMember.conversation_id).where(ConversationMember.user_id == user_id))
+    )
+
+
+def add_members(actor: Actor, conversation_id: int, user_ids: list[int]) -> Conversation:
+    me = membership(actor, conversation_id)
+    conversation = me.conversation
+    if conversation.kind != GROUP:
+        raise Conflict("Direct chats have exactly two members.", code="direct_chat")
+    if me.role != "admin":
+        raise Forbidden("Only the chat's admins can add members.")
+    found = set(db.session.scalars(select(User.id).where(User.id.in_(user_ids))))
+    if set(user_ids) - found:
+        raise ValidationError(fields={"user_ids": [f"No such users: {sorted(set(user_ids) - found)}."]})
+    insert_ignore(
+        ConversationMember,
+        [{"conversation_id": conversation_id, "user_id": uid, "role": "member", "last_read_seq": 0,
+          "joined_at": clock_now()} for uid in user_ids],
+        ["conversation_id", "user_id"],
+    )  # fmt: skip
+    db.session.commit()
+    _announce_conversation(conversation, list(user_ids))
+    return conversation
+
+
+def remove_member(actor: Actor, conversation_id: int, user_id: int) -> None:
+    """Admins remove anyone; anyone may leave."""
+    me = membership(actor, conversation_id)
+    if me.conversation.kind != GROUP:
+        raise Conflict("Direct chats have exactly two members.", code="direct_chat")
+    if user_id != actor.id and me.role != "admin":
+        raise Forbidden("Only the chat's admins can remove members.")
+    db.session.execute(
+        delete(ConversationMember).where(
+            ConversationMember.conversation_id == conversation_id, ConversationMember.user_id == user_id
+        )
+    )
+    db.session.commit()
+    room = conversation_room(conversation_id)
+    manager = realtime.socket_manager()
+    for sid in redis_store.client.smembers(CHAT_SIDS.format(user_id)):
+        manager.leave_room(sid.decode(), CHAT, room)
+
+
+def list_conversations(actor: Actor, limit: int, cursor: tuple[datetime, int] | None):
+    """The caller's conversations by last activity, each with its last message and unread count.
+
+    Three queries whatever the page size: the page, the last messages, the members.
+    """
+    activity = func.coalesce(Conversation.last_message_at, Conversation.created_at)
+    stmt = (
+        select(Conversation, ConversationMember.last_read_seq, activity.label("activity"))
+        .join(ConversationMember, ConversationMember.conversation_id == Conversation.id)
+        .where(ConversationMember.user_id == actor.id)
+        .order_by(activity.desc(), Conversation.id.desc())
+        .limit(limit + 1)
+    )
+    if cursor is not None:
+        at, last_id = cursor
+        stmt = stmt.where((activity < at) | (and_(activity == at, Conversation.id < last_id)))
+    rows = db.session.execute(stmt).all()
+    page = rows[:limit]
+    last_messages = {}
+    pairs = [(c.id, c.last_seq) for c, _, _ in page if c.last_seq]
+    if pairs:
+        conditions = [and_(Message.conversation_id == cid, Message.seq == seq) for cid, seq in pairs]
+        for message in db.session.scalars(select(Message).where(or_(*conditions))):
+            last_messages[message.conversation_id] = message
+    senders = _users({m.sender_id for m in last_messages.values()})
+    items = [
+        {
+            "conversation": conversation,
+            "unread_count": max(0, conversation.last_seq - last_read),
+            "last_read_seq": last_read,
+            "last_message": present(last_messages[conversation.id], senders)
+            if conversation.id in last_messages
+            else None,
+        }
+        for conversation, last_read, _ in page
+    ]
+    next_cursor = (page[-1][2], page[-1][0].id) if len(rows) > limit else None
+    return items, next_cursor
+
+
+# ---- messages ----
+
+
+def send_message(sender: Actor, conversation_id: int, body: str, client_id: str | None, attachments=None) -> dict:
+    """Store a message with the next seq of its conversation, then broadcast it.
+
+    A client_id the sender used before returns the message stored the first time, so a retry
+    (after a timeout, a reconnect, a crash) never makes a duplicate.
+    """
+    body = body.strip()
+    if not body and not attachments:
+        raise ValidationError(fields={"body": ["A message needs text or an attachment."]})
+    if len(body) > current_app.config["MESSAGE_MAX_LENGTH"]:
+        raise ValidationError(fields={"body": [f"At most {current_app.config['MESSAGE_MAX_LENGTH']} characters."]})
+    if client_id:
+        earlier = _by_client_id(sender.id, client_id)
+        if earlier is not None:
+            membership(sender, earlier.conversation_id)
+            return present(earlier, _users({sender.id}))
+    where = Conversation.id == conversation_id
+    conversation = lock(select(Conversation).where(where), Conversation, where).scalar()
+    try:
+        if conversation is None:
+            raise NotFound("No such conversation.")
+        membership(sender, conversation_id)
+        at = clock_now()
+        # The conversation row is locked: the seq is the next one, with no gap, whoever sends at once.
+        conversation.last_seq += 1
+        conversation.last_message_at = at
+        message = Message(
+            conversation_id=conversation_id,
+            seq=conversation.last_seq,
+            sender_id=sender.id,
+            body=body,
+            client_id=client_id,
+            attachments=attachments or [],
+            created_at=at,
+        )
+        db.session.add(message)
+        db.session.execute(
+            update(ConversationMember)
+            .where(ConversationMember.conversation_id == conversation_id, ConversationMember.user_id == sender.id)
+            .values(last_read_seq=conversation.last_seq)
+        )
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        earlier = _by_client_id(sender.id, client_id) if client_id else None
+        if earlier is None:
+            raise
+        return present(earlier, _users({sender.id}))
+    except Exception:
+        db.session.rollback()
+        raise
+    data = present(message, _users({sender.id}))
+    realtime.emit("new_message", data, CHAT, conversation_room(conversation_id))
+    return data
+
+
+def _by_client_id(sender_id: int, client_id: str) -> Message | None:
+    return db.session.scalar(select(Message).where(Message.sender_id == sender_id, Message.client_id == client_id))
+
+
+def messages(actor: Actor, conversation_id: int, *, after_seq=None, before_seq=None, limit: int = 50) -> dict:
+    """Messages by seq: after `after_seq` ascending (catching up), or before `before_seq` descending (history)."""
+    membership(actor, conversation_id)
+    stmt = select(Message).where(Message.conversation_id == conversation_id)
+    if after_seq is not None:
+        stmt = stmt.where(Message.seq > after_seq).order_by(Message.seq.asc())
+    else:
+        if before_seq is not None:
+            stmt = stmt.where(Message.seq < before_seq)
+        stmt = stmt.order_by(Message.seq.desc())
+    rows = db.session.scalars(stmt.limit(limit + 1)).all()
+    page = rows[:limit]
+    senders = _users({m.sender_id for m in page})
+    reactions = _reactions([m.id for m in page])
+    return {
+        "results": [present(m, senders, reactions.get(m.id, [])) for m in page],
+        "has_more": len(rows) > limit,
+    }
+
+
+def sync(actor: Actor, conversation_id: int, after_seq: int) -> dict:
+    """Everything after `after_seq`, in order: what a reconnecting client missed (`has_more`: ask again)."""
+    return messages(actor, conversation_id, after_seq=after_seq, limit=current_app.config["SYNC_BATCH"])
+
+
+def edit_message(actor: Actor, message_id: int, body: str) -> dict:
+    message = _own_message(actor, message_id)
+    window = timedelta(seconds=current_app.config["MESSAGE_EDIT_WINDOW"])
+    if clock_now() - message.created_at > window:
+        raise Conflict("This message can no longer be edited.", code="edit_window_passed")
+    body = body.strip()
+    if not body:
+        raise ValidationError(fields={"body": ["Must not be empty."]})
+    message.body, message.edited_at = body, clock_now()
+    db.session.commit()
+    data = present(message, _users({actor.id}))
+    realtime.emit("message_edited", data, CHAT, conversation_room(message.conversation_id))
+    return data
+
+
+def delete_message(actor: Actor, message_id: int) -> dict:
+    """A tombstone stays in place, so seq stays gap-free for every client."""
+    message = _own_message(actor, message_id)
+    message.body, message.attachments, message.deleted_at = "", [], clock_now()
+    db.session.commit()
+    data = present(message, _users({actor.id}))
+    realtime.emit("message_deleted", data, CHAT, conversation_room(message.conversation_id))
+    return data
+
+
+def _own_message(actor: Actor, message_id: int) -> Message:
+    message = _visible_message(actor, message_id)
+    if message.sender_id != actor.id:
+        raise Forbidden("Only the sender can change a message.")
+    if message.deleted_at is not None:
+        raise Conflict("This message was deleted.", code="message_deleted")
+    return message
+
+
+def _visible_message(actor: Actor, message_id: int) -> Message:
+    message = db.session.get(Message, message_id)
+    if message is None:
+        raise NotFound("No such message.")
+    membership(actor, message.conversation_id)
+    return message
+
+
+def seq_of(actor: Actor, message_id: int, conversation_id: int) -> int:
+    message = _visible_message(actor, message_id)
+    if message.conversation_id != conversation_id:
+        raise ValidationError(fields={"message_id": ["Not a message of this conversation."]})
+    return message.seq
+
+
+def mark_read(actor: Actor, conversation_id: int, seq: int | None = None) -> dict:
+    """Move the caller's read marker forward (never back); members get a read receipt."""
+    member = membership(actor, conversation_id)
+    last_seq = member.conversation.last_seq
+    target = last_seq if seq is None else min(seq, last_seq)
+    if target > member.last_read_seq:
+        db.session.execute(
+            update(ConversationMember)
+            .where(ConversationMember.id == member.id, ConversationMember.last_read_seq < target)
+            .values(last_read_seq=target)
+        )
+        db.session.commit()
+        realtime.emit(
+            "read_receipt",
+            {"conversation_id": conversation_id, "user_id": actor.id, "seq": target},
+            CHAT,
+            conversation_room(conversation_id),
+        )
+    return {"conversation_id": conversation_id, "last_read_seq": max(target, member.last_read_seq)}
+
+
+def react(actor: Actor, message_id: int, emoji: str) -> dict:
+    """One reaction per user and message: the same emoji again removes it, another replaces it."""
+    message = _visible_message(actor, message_id)
+    current = db.session.scalar(
+        select(MessageReaction).where(MessageReaction.message_id == message_id, MessageReaction.user_id == actor.id)
+    )
+    if current is not None and current.emoji == emoji:
+        db.session.delete(current)
+        emoji_now = None
+    elif current is not None:
+        current.emoji, emoji_now = emoji, emoji
+    else:
+        db.session.add(MessageReaction(message_id=message_id, user_id=actor.id, emoji=emoji))
+        emoji_now = emoji
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()  # the same user's concurrent reaction won; theirs stands
+    data = {
+        "message_id": message_id,
+        "conversation_id": message.conversation_id,
+        "user_id": actor.id,
+        "emoji": emoji_now,
+    }
+    realtime.emit("reaction", data, CHAT, conversation_room(message.conversation_id))
+    return data
+
+
+def unreact(actor: Actor, message_id: int) -> dict:
+    message = _visible_message(actor, message_id)
+    db.session.execute(
+        delete(MessageReaction).where(MessageReaction.message_id == message_id, MessageReaction.user_id == actor.id)
+    )
+    db.session.commit()
+    data = {"message_id": message_id, "conversation_id": message.conversation_id, "user_id": actor.id, "emoji": None}
+    realtime.emit("reaction", data, CHAT, conversation_room(message.conversation_id))
+    return data
+
+
+# ---- presentation helpers (one query for all senders, one for all reactions) ----
+
+
+def _users(ids) -> dict[int, User]:
+    ids = {i for i in ids if i is not None}
+    return {u.id: u for u in db.session.scalars(select(User).where(User.id.in_(ids)))} if ids else {}
+
+
+def _reactions(message_ids: list[int]) -> dict[int, list[dict]]:
+    result: dict[int, list[dict]] = {}
+    if message_ids:
+        rows = db.session.scalars(select(MessageReaction).where(MessageReaction.message_id.in_(message_ids)))
+        for reaction in rows:
+            result.setdefault(reaction.message_id, []).append({"user_id": reaction.user_id, "emoji": reaction.emoji})
+    return result
+
+
+def user_json(user: User | None) -> dict | None:
+    if user is None:
+        return None
+    return {"id": user.id, "username": user.username, "display_name": user.display_name, "avatar_url": user.avatar_url}
+
+
+def present(message: Message, senders: dict[int, User], reactions: list[dict] | None = None) -> dict:
+    return {
+        "id": message.id,
+        "conversation_id": message.conversation_id,
+        "seq": message.seq,
+        "sender": user_json(senders.get(message.sender_id)),
+        "body": message.body,
+        "client_id": message.client_id,
+        "attachments": message.attachments,
+        "reactions": reactions or [],
+        "created_at": message.created_at,
+        "edited_at": message.edited_at,
+        "deleted": message.deleted_at is not None,
+    }

@@ -1,0 +1,169 @@
+"""What every Socket.IO namespace shares: token auth on connect, payload validation, rate limits, error events."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import redis
+from flask import current_app, request
+from flask_socketio import Namespace, emit, join_room
+from limits import parse
+from limits.storage import RedisStorage
+from limits.strategies import FixedWindowRateLimiter
+from marshmallow import Schema
+from marshmallow import ValidationError as SchemaError
+
+from bsn import realtime
+from bsn.actors import Caller
+from bsn.errors import BSNError, RateLimited, ValidationError
+from bsn.services import accounts, presence
+
+log = logging.getLogger(__name__)
+
+
+class BSNNamespace(Namespace):
+    """A namespace whose sockets belong to an authenticated user.
+
+    Handlers are `on_<event>(self, caller, payload)`; a BSNError or bad payload becomes an `error`
+    event with a code (and the handler's ack gets `{"error": ...}`), and the connection stays.
+    """
+
+    # event name -> payload schema; events not listed take no payload
+    schemas: dict[str, type[Schema]] = {}
+
+    def __init__(self, namespace: str) -> None:
+        super().__init__(namespace)
+        self.callers: dict[str, int] = {}  # sid -> user id, for this process's sockets
+        self._lock = threading.Lock()
+        self._limiter: FixedWindowRateLimiter | None = None
+
+    # ---- connection ----
+
+    def on_connect(self, auth=None):
+        token = auth.get("token") if isinstance(auth, dict) else None
+        user_id = accounts.user_id_for_token(token) if isinstance(token, str) and token else None
+        if user_id is None:
+            # Refused before any event: Socket.IO clients get a connect_error with this message.
+            raise ConnectionRefusedError("unauthorized: send auth {token: <bearer token>}")
+        with self._lock:
+            self.callers[request.sid] = user_id
+        join_room(realtime.user_room(user_id))
+        presence.connected(user_id, self._connection(request.sid))
+        registry.started(current_app._get_current_object())
+        self.connected(Caller(user_id))
+
+    def on_disconnect(self, reason=None):
+        with self._lock:
+            user_id = self.callers.pop(request.sid, None)
+        if user_id is not None:
+            self.disconnected(Caller(user_id))
+            presence.disconnected(user_id, self._connection(request.sid))
+
+    def connected(self, caller: Caller) -> None:
+        """Hook for subclasses: the socket is authenticated and in its user room."""
+
+    def disconnected(self, caller: Caller) -> None:
+        """Hook for subclasses."""
+
+    def _connection(self, sid: str) -> str:
+        return f"{self.namespace}|{sid}"
+
+    def local_connections(self) -> dict[int, set[str]]:
+        with self._lock:
+            items = list(self.callers.items())
+        result: dict[int, set[str]] = {}
+        for sid, user_id in items:
+            result.setdefault(user_id, set()).add(self._connection(sid))
+        return result
+
+    # ---- events ----
+
+    def trigger_event(self, event, *args):
+        if event in ("connect", "disconnect"):
+            return super().trigger_event(event, *args)
+        # Every other event, known or not, runs through _dispatch inside Flask-SocketIO's request context.
+        return self.socketio._handle_event(self._dispatch, event, self.namespace, *args)
+
+    def _dispatch(self, *args):
+        event = request.event["message"]
+        handler = getattr(self, "on_" + event, None) if isinstance(event, str) and event.isidentifier() else None
+        user_id = self.callers.get(request.sid)
+        if handler is None or user_id is None:
+            return self._error(event, BSNError(f"Unknown event {event!r}.", code="unknown_event"))
+        try:
+            self._rate_limit(user_id, event)
+            payload = self._payload(event, args)
+            return handler(Caller(user_id), payload)
+        except BSNError as exc:
+            return self._error(event, exc)
+        except Exception:
+            log.exception("socket event %s%s failed", self.namespace, event)
+            return self._error(event, BSNError("Something went wrong on our side.", code="internal_error"))
+
+    def _payload(self, event: str, args: tuple):
+        schema = self.schemas.get(event)
+        if schema is None:
+            return None
+        data = args[0] if args else None
+        if not isinstance(data, dict):
+            raise ValidationError("The payload must be a JSON object.", code="invalid_payload")
+        try:
+            return schema().load(data)
+        except SchemaError as exc:
+            raise ValidationError(fields=exc.normalized_messages()) from None
+
+    def _rate_limit(self, user_id: int, event: str) -> None:
+        config = current_app.config
+        if not config["RATELIMIT_ENABLED"]:
+            return
+        limit = parse(config["SOCKET_RATE_LIMIT"])
+        try:
+            if self._limiter is None:
+                self._limiter = FixedWindowRateLimiter(RedisStorage(config["REDIS_URL"]))
+            allowed = self._limiter.hit(limit, "socket", self.namespace, str(user_id))
+        except redis.RedisError:
+            allowed = config["RATELIMIT_FAIL_OPEN"]
+        if not allowed:
+            raise RateLimited(f"Too many events: the limit is {limit}.")
+
+    def _error(self, event: str, error: BSNError):
+        body = {**error.to_dict(), "event": event}
+        emit("error", body)
+        return {"error": body}
+
+
+class ConnectionRegistry:
+    """Keeps this process's connections fresh in Redis (presence), from one background task."""
+
+    def __init__(self) -> None:
+        self.namespaces: list[BSNNamespace] = []
+        self._started = False
+        self._lock = threading.Lock()
+
+    def started(self, app) -> None:
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        from bsn.extensions import socketio
+
+        socketio.start_background_task(self._refresh_forever, app)
+
+    def _refresh_forever(self, app) -> None:
+        from bsn.extensions import socketio
+
+        while True:
+            socketio.sleep(app.config["PRESENCE_REFRESH_INTERVAL"])
+            try:
+                with app.app_context():
+                    merged: dict[int, set[str]] = {}
+                    for namespace in self.namespaces:
+                        for user_id, members in namespace.local_connections().items():
+                            merged.setdefault(user_id, set()).update(members)
+                    presence.refresh(merged)
+            except Exception:
+                log.exception("presence refresh failed")
+
+
+registry = ConnectionRegistry()

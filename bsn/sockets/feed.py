@@ -1,0 +1,33 @@
+"""The /feed and /notifications namespaces: server-pushed events, delivered to each user's room."""
+
+from flask_socketio import join_room
+from marshmallow import Schema, fields, validate
+
+from bsn.errors import BSNError
+from bsn.sockets.base import BSNNamespace
+
+
+class FeedNamespace(BSNNamespace):
+    """Subscribes on connect: the services publish post_created, post_liked, comment_created,
+    story_created and user_followed to the user rooms of the people concerned."""
+
+    def __init__(self) -> None:
+        super().__init__("/feed")
+
+
+class MarkReadPayload(Schema):
+    ids = fields.List(fields.Integer(strict=True), required=True, validate=validate.Length(min=1, max=500))
+
+
+class NotificationsNamespace(BSNNamespace):
+    schemas = {"mark_read": MarkReadPayload}
+
+    def __init__(self) -> None:
+        super().__init__("/notifications")
+
+    def connected(self, caller) -> None:
+        # DAO proposals are announced to everyone who listens.
+        join_room("dao")
+
+    def on_mark_read(self, caller, payload):
+        raise BSNError("Stored notifications arrive with the social features.", code="not_available")

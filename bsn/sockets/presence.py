@@ -1,0 +1,32 @@
+"""The /presence namespace: heartbeats from clients, and presence queries about people one talks with."""
+
+from flask_socketio import emit
+from marshmallow import Schema, fields, validate
+
+from bsn.services import presence
+from bsn.sockets.base import BSNNamespace
+
+
+class QueryPayload(Schema):
+    user_ids = fields.List(fields.Integer(strict=True), required=True, validate=validate.Length(min=1, max=200))
+
+
+class PresenceNamespace(BSNNamespace):
+    schemas = {"query": QueryPayload}
+
+    def __init__(self) -> None:
+        super().__init__(presence.NAMESPACE)
+
+    def on_heartbeat(self, caller, payload):
+        # Connections are refreshed by the process; a client heartbeat also proves this socket alive now.
+        presence.refresh(self.local_connections_of(caller.id))
+        return {"ok": True}
+
+    def on_query(self, caller, payload):
+        answer = presence.query(caller, payload["user_ids"])
+        for entry in answer:
+            emit("presence", entry)
+        return {"results": answer}
+
+    def local_connections_of(self, user_id: int) -> dict[int, set[str]]:
+        return {user_id: self.local_connections().get(user_id, set())}

@@ -1,0 +1,202 @@
+"""Messaging over REST: conversations, seq, idempotent sends, history both ways, edits, receipts, reactions."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from bsn.clock import clock
+from tests.conftest import auth
+
+
+@pytest.fixture
+def trio(make_user):
+    return [make_user(name) for name in ("ann", "ben", "cid")]
+
+
+def create(client, token, user_ids, title=None):
+    body = {"user_ids": user_ids} | ({"title": title} if title else {})
+    return client.post("/api/conversations/", json=body, headers=auth(token))
+
+
+def send(client, token, conversation_id, body, client_id=None):
+    payload = {"body": body} | ({"client_id": client_id} if client_id else {})
+    return client.post(f"/api/conversations/{conversation_id}/messages/", json=payload, headers=auth(token))
+
+
+def test_a_direct_chat_is_one_per_pair(client, trio):
+    (ann_id, ann), (ben_id, ben), _ = trio
+    first = create(client, ann, [ben_id])
+    assert first.status_code == 201 and first.get_json()["kind"] == "direct"
+    again = create(client, ben, [ann_id]).get_json()
+    assert again["id"] == first.get_json()["id"]
+    assert sorted(m["user_id"] for m in again["members"]) == sorted([ann_id, ben_id])
+
+
+def test_a_group_chat_with_admins(client, trio, make_user):
+    (ann_id, ann), (ben_id, ben), (cid_id, cid) = trio
+    group = create(client, ann, [ben_id, cid_id], title="Trip").get_json()
+    assert group["kind"] == "group" and group["title"] == "Trip"
+    roles = {m["user_id"]: m["role"] for m in group["members"]}
+    assert roles == {ann_id: "admin", ben_id: "member", cid_id: "member"}
+    dan_id, dan = make_user("dan")
+    url = f"/api/conversations/{group['id']}/members/"
+    assert client.post(url, json={"user_ids": [dan_id]}, headers=auth(ben)).status_code == 403
+    assert client.post(url, json={"user_ids": [dan_id]}, headers=auth(ann)).status_code == 200
+    assert send(client, dan, group["id"], "hi all").status_code == 201
+    assert client.delete(f"{url}{dan_id}/", headers=auth(ben)).status_code == 403
+    assert client.delete(f"{url}{cid_id}/", headers=auth(cid)).status_code == 204  # leaving
+    assert client.delete(f"{url}{dan_id}/", headers=auth(ann)).status_code == 204
+    assert send(client, dan, group["id"], "still here?").status_code == 404
+
+
+def test_bad_conversations_are_refused(client, trio):
+    (ann_id, ann), _, _ = trio
+    assert create(client, ann, [ann_id]).status_code == 422
+    assert create(client, ann, [999_999]).status_code == 422
+    assert create(client, ann, []).status_code == 422
+    assert client.post("/api/conversations/", json={"user_ids": "x"}, headers=auth(ann)).status_code == 422
+
+
+def test_messages_get_gap_free_seq_and_only_members_read_or_write(client, trio):
+    (ann_id, ann), (ben_id, ben), (cid_id, cid) = trio
+    chat = create(client, ann, [ben_id]).get_json()["id"]
+    seqs = [send(client, token, chat, f"m{i}").get_json()["seq"] for i, token in enumerate([ann, ben, ann, ben])]
+    assert seqs == [1, 2, 3, 4]
+    assert send(client, cid, chat, "let me in").status_code == 404
+    assert client.get(f"/api/conversations/{chat}/messages/", headers=auth(cid)).status_code == 404
+    message = send(client, ann, chat, "hello <b>you</b>").get_json()
+    assert message["body"] == "hello <b>you</b>"  # stored as typed; clients insert it as text
+    assert message["sender"]["id"] == ann_id and message["created_at"].endswith("Z")
+
+
+def test_a_retried_client_id_stores_one_message(client, trio):
+    (_, ann), (ben_id, _), _ = trio
+    chat = create(client, ann, [ben_id]).get_json()["id"]
+    first = send(client, ann, chat, "once", client_id="c-1").get_json()
+    retry = send(client, ann, chat, "once", client_id="c-1").get_json()
+    assert retry["id"] == first["id"] and retry["seq"] == first["seq"] == 1
+    assert send(client, ann, chat, "next", client_id="c-2").get_json()["seq"] == 2
+    page = client.get(f"/api/conversations/{chat}/messages/", headers=auth(ann)).get_json()
+    assert [m["client_id"] for m in page["results"]] == ["c-2", "c-1"]
+
+
+def test_history_in_both_directions(client, trio):
+    (_, ann), (ben_id, _), _ = trio
+    chat = create(client, ann, [ben_id]).get_json()["id"]
+    for i in range(7):
+        send(client, ann, chat, f"m{i}")
+    url = f"/api/conversations/{chat}/messages/"
+    newest = client.get(f"{url}?limit=3", headers=auth(ann)).get_json()
+    assert [m["seq"] for m in newest["results"]] == [7, 6, 5] and newest["has_more"]
+    older = client.get(f"{url}?limit=3&before_seq=5", headers=auth(ann)).get_json()
+    assert [m["seq"] for m in older["results"]] == [4, 3, 2]
+    after = client.get(f"{url}?after_seq=4", headers=auth(ann)).get_json()
+    assert [m["seq"] for m in after["results"]] == [5, 6, 7] and not after["has_more"]
+    assert client.get(f"{url}?after_seq=1&before_seq=3", headers=auth(ann)).status_code == 422
+    assert client.get(f"{url}?limit=0", headers=auth(ann)).status_code == 422
+
+
+def test_edit_within_the_window_and_delete_leaves_a_tombstone(client, trio, app):
+    (_, ann), (ben_id, ben), _ = trio
+    clock.freeze(datetime(2026, 8, 1, 10, 0, tzinfo=UTC))
+    chat = create(client, ann, [ben_id]).get_json()["id"]
+    message = send(client, ann, chat, "helo").get_json()
+    assert client.patch(f"/api/messages/{message['id']}/", json={"body": "x"}, headers=auth(ben)).status_code == 403
+    edited = client.patch(f"/api/messages/{message['id']}/", json={"body": "hello"}, headers=auth(ann)).get_json()
+    assert edited["body"] == "hello" and edited["edited_at"]
+    clock.advance(seconds=app.config["MESSAGE_EDIT_WINDOW"] + 1)
+    late = client.patch(f"/api/messages/{message['id']}/", json={"body": "hi"}, headers=auth(ann))
+    assert late.status_code == 409 and late.get_json()["error"]["code"] == "edit_window_passed"
+    send(client, ben, chat, "after")
+    deleted = client.delete(f"/api/messages/{message['id']}/", headers=auth(ann)).get_json()
+    assert deleted["deleted"] and deleted["body"] == ""
+    page = client.get(f"/api/conversations/{chat}/messages/?after_seq=0", headers=auth(ben)).get_json()["results"]
+    assert [(m["seq"], m["deleted"]) for m in page] == [(1, True), (2, False)]
+
+
+def test_conversations_list_by_activity_with_last_message_and_unread(client, trio):
+    (ann_id, ann), (ben_id, ben), (cid_id, cid) = trio
+    with_ben = create(client, ann, [ben_id]).get_json()["id"]
+    with_cid = create(client, ann, [cid_id]).get_json()["id"]
+    send(client, ben, with_ben, "one")
+    send(client, ben, with_ben, "two")
+    send(client, cid, with_cid, "three")
+    listing = client.get("/api/conversations/", headers=auth(ann)).get_json()["results"]
+    assert [item["conversation"]["id"] for item in listing] == [with_cid, with_ben]
+    assert [item["unread_count"] for item in listing] == [1, 2]
+    assert listing[1]["last_message"]["body"] == "two"
+    client.post(f"/api/conversations/{with_ben}/read/", json={}, headers=auth(ann))
+    listing = client.get("/api/conversations/?limit=1", headers=auth(ann)).get_json()
+    assert len(listing["results"]) == 1 and listing["next_cursor"]
+    rest = client.get(f"/api/conversations/?cursor={listing['next_cursor']}", headers=auth(ann)).get_json()
+    assert [(i["conversation"]["id"], i["unread_count"]) for i in rest["results"]] == [(with_ben, 0)]
+
+
+def test_read_markers_only_move_forward(client, trio):
+    (_, ann), (ben_id, ben), _ = trio
+    chat = create(client, ann, [ben_id]).get_json()["id"]
+    for i in range(3):
+        send(client, ann, chat, f"m{i}")
+    url = f"/api/conversations/{chat}/read/"
+    assert client.post(url, json={"seq": 2}, headers=auth(ben)).get_json()["last_read_seq"] == 2
+    assert client.post(url, json={"seq": 1}, headers=auth(ben)).get_json()["last_read_seq"] == 2
+    assert client.post(url, json={"seq": 99}, headers=auth(ben)).get_json()["last_read_seq"] == 3
+
+
+def test_reactions_toggle_one_emoji_per_user(client, trio):
+    (_, ann), (ben_id, ben), (_, cid) = trio
+    chat = create(client, ann, [ben_id]).get_json()["id"]
+    message = send(client, ann, chat, "react to me").get_json()["id"]
+    url = f"/api/messages/{message}/reactions/"
+    assert client.post(url, json={"emoji": "👍"}, headers=auth(ben)).get_json()["emoji"] == "👍"
+    assert client.post(url, json={"emoji": "🎉"}, headers=auth(ben)).get_json()["emoji"] == "🎉"
+    page = client.get(f"/api/conversations/{chat}/messages/", headers=auth(ann)).get_json()["results"]
+    assert page[0]["reactions"] == [{"user_id": ben_id, "emoji": "🎉"}]
+    assert client.post(url, json={"emoji": "🎉"}, headers=auth(ben)).get_json()["emoji"] is None
+    assert client.post(url, json={"emoji": "👍"}, headers=auth(cid)).status_code == 404
+    client.post(url, json={"emoji": "👍"}, headers=auth(ben))
+    assert client.delete(url, headers=auth(ben)).get_json()["emoji"] is None
+
+
+def test_message_size_and_body_are_validated(client, trio, app):
+    (_, ann), (ben_id, _), _ = trio
+    chat = create(client, ann, [ben_id]).get_json()["id"]
+    assert send(client, ann, chat, "   ").status_code == 422
+    assert send(client, ann, chat, "x" * (app.config["MESSAGE_MAX_LENGTH"] + 1)).status_code == 422
+    too_long_id = client.post(
+        f"/api/conversations/{chat}/messages/", json={"body": "x", "client_id": "c" * 65}, headers=auth(ann)
+    )
+    assert too_long_id.status_code == 422
+
+
+def test_list_queries_do_not_grow_with_the_page(client, trio, app, make_user):
+    from sqlalchemy import event
+
+    from bsn.extensions import db
+
+    (_, ann), (ben_id, ben), _ = trio
+    chat = create(client, ann, [ben_id]).get_json()["id"]
+    with app.app_context():
+        engine = db.engine
+
+    def count(path):
+        statements = []
+
+        def listener(conn, cursor, statement, *args):
+            statements.append(statement)
+
+        event.listen(engine, "before_cursor_execute", listener)
+        try:
+            assert client.get(path, headers=auth(ann)).status_code == 200
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
+        return len(statements)
+
+    send(client, ben, chat, "one")
+    few = count(f"/api/conversations/{chat}/messages/"), count("/api/conversations/")
+    for i in range(12):
+        send(client, ben if i % 2 else ann, chat, f"m{i}")
+        other_id, other = make_user()
+        send(client, other, create(client, ann, [other_id]).get_json()["id"], "x")
+    many = count(f"/api/conversations/{chat}/messages/"), count("/api/conversations/")
+    assert many == few
