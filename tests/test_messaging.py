@@ -58,7 +58,7 @@ def test_bad_conversations_are_refused(client, trio):
 
 
 def test_messages_get_gap_free_seq_and_only_members_read_or_write(client, trio):
-    (ann_id, ann), (ben_id, ben), (cid_id, cid) = trio
+    (ann_id, ann), (ben_id, ben), (_cid_id, cid) = trio
     chat = create(client, ann, [ben_id]).get_json()["id"]
     seqs = [send(client, token, chat, f"m{i}").get_json()["seq"] for i, token in enumerate([ann, ben, ann, ben])]
     assert seqs == [1, 2, 3, 4]
@@ -115,7 +115,7 @@ def test_edit_within_the_window_and_delete_leaves_a_tombstone(client, trio, app)
 
 
 def test_conversations_list_by_activity_with_last_message_and_unread(client, trio):
-    (ann_id, ann), (ben_id, ben), (cid_id, cid) = trio
+    (_ann_id, ann), (ben_id, ben), (cid_id, cid) = trio
     with_ben = create(client, ann, [ben_id]).get_json()["id"]
     with_cid = create(client, ann, [cid_id]).get_json()["id"]
     send(client, ben, with_ben, "one")
