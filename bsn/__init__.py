@@ -84,7 +84,7 @@ def _init_socketio(app: Flask) -> None:
         app,
         async_mode=async_mode,
         message_queue=app.config["REDIS_URL"],
-        cors_allowed_origins=app.config["CORS_ORIGINS"],
+        cors_allowed_origins=_origin_check(app.config["CORS_ORIGINS"]),
         # A ping every 25 s with 20 s to answer keeps idle connections open through proxies.
         ping_interval=25,
         ping_timeout=20,
@@ -95,6 +95,18 @@ def _init_socketio(app: Flask) -> None:
     from bsn import sockets
 
     sockets.init_app(socketio)
+
+
+def _origin_check(allowed: list[str]):
+    """Socket.IO origins: the configured browser origins, the app's own pages, and non-browser clients."""
+
+    def check(origin, environ) -> bool:
+        if origin is None or origin in allowed:
+            return True
+        host = environ.get("HTTP_HOST", "")
+        return origin in (f"http://{host}", f"https://{host}")
+
+    return check
 
 
 def _register_blueprints(app: Flask) -> None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import psutil
 
@@ -73,3 +74,92 @@ def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@dataclass
+class WebServer:
+    url: str
+    process: subprocess.Popen
+
+
+@contextmanager
+def web_process(app, port: int | None = None, **env):
+    """The production web server (gunicorn, one gevent worker) on a free port; yields a WebServer."""
+    from bsn.devredis import free_port
+
+    port = port or free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "--no-control-socket",
+         "-b", f"127.0.0.1:{port}", "wsgi:app"],
+        cwd=ROOT,
+        env=service_env(app, LOG_LEVEL="WARNING", **env),
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _answers(url, process), timeout=30, interval=0.1, message=f"gunicorn on {url}")
+        yield WebServer(url, process)
+    finally:
+        stop(process)
+
+
+def _answers(url: str, process: subprocess.Popen) -> bool:
+    import urllib.request
+
+    if process.poll() is not None:
+        raise AssertionError(f"the web process exited with {process.returncode}")
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+class SocketClient:
+    """A real Socket.IO client (python-socketio over websocket) that records every event it receives."""
+
+    def __init__(self, url: str, token: str | None, namespaces=("/chat",)) -> None:
+        import threading
+
+        import socketio
+
+        self.events: list[tuple[str, str, object]] = []
+        self._lock = threading.Lock()
+        self.sio = socketio.Client(reconnection=False)
+        for namespace in namespaces:
+            self.sio.on("*", self._recorder(namespace), namespace=namespace)
+        self.sio.connect(
+            url,
+            namespaces=list(namespaces),
+            auth={"token": token} if token else None,
+            transports=["websocket"],
+            wait_timeout=10,
+        )
+
+    def _recorder(self, namespace):
+        def record(event, *args):
+            with self._lock:
+                self.events.append((namespace, event, args[0] if args else None))
+
+        return record
+
+    def call(self, event, data=None, namespace="/chat", timeout=10):
+        return self.sio.call(event, data, namespace=namespace, timeout=timeout)
+
+    def emit(self, event, data=None, namespace="/chat"):
+        self.sio.emit(event, data, namespace=namespace)
+
+    def received(self, event, namespace="/chat", predicate=lambda data: True):
+        with self._lock:
+            return [d for ns, e, d in self.events if ns == namespace and e == event and predicate(d)]
+
+    def wait_for(self, event, namespace="/chat", predicate=lambda data: True, count=1, timeout=15):
+        return wait_until(
+            lambda: (found := self.received(event, namespace, predicate)) and len(found) >= count and found,
+            timeout=timeout,
+            message=f"{count} {event!r} event(s) on {namespace}",
+        )
+
+    def close(self):
+        self.sio.disconnect()

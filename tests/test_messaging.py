@@ -200,3 +200,20 @@ def test_list_queries_do_not_grow_with_the_page(client, trio, app, make_user):
         send(client, other, create(client, ann, [other_id]).get_json()["id"], "x")
     many = count(f"/api/conversations/{chat}/messages/"), count("/api/conversations/")
     assert many == few
+
+
+def test_concurrent_senders_get_gap_free_increasing_seqs(app, client, trio):
+    from tests.test_concurrency import all_at_once
+
+    (_, ann), (ben_id, ben), _ = trio
+    chat = create(client, ann, [ben_id]).get_json()["id"]
+
+    def burst(c, i):
+        token = ann if i % 2 else ben
+        return [send(c, token, chat, f"t{i}-{n}", client_id=f"t{i}-{n}").get_json()["seq"] for n in range(5)]
+
+    per_thread = all_at_once(app, 8, burst)
+    assert sorted(seq for seqs in per_thread for seq in seqs) == list(range(1, 41))
+    assert all(seqs == sorted(seqs) for seqs in per_thread)  # each sender's own messages in order
+    page = client.get(f"/api/conversations/{chat}/messages/?after_seq=0&limit=100", headers=auth(ann)).get_json()
+    assert [m["seq"] for m in page["results"]] == list(range(1, 41))

@@ -10,7 +10,7 @@ from flask import current_app, request
 from flask_socketio import Namespace, emit, join_room
 from limits import parse
 from limits.storage import RedisStorage
-from limits.strategies import FixedWindowRateLimiter
+from limits.strategies import MovingWindowRateLimiter
 from marshmallow import Schema
 from marshmallow import ValidationError as SchemaError
 
@@ -36,7 +36,7 @@ class BSNNamespace(Namespace):
         super().__init__(namespace)
         self.callers: dict[str, int] = {}  # sid -> user id, for this process's sockets
         self._lock = threading.Lock()
-        self._limiter: FixedWindowRateLimiter | None = None
+        self._limiter: MovingWindowRateLimiter | None = None
 
     # ---- connection ----
 
@@ -120,7 +120,8 @@ class BSNNamespace(Namespace):
         limit = parse(config["SOCKET_RATE_LIMIT"])
         try:
             if self._limiter is None:
-                self._limiter = FixedWindowRateLimiter(RedisStorage(config["REDIS_URL"]))
+                # A moving window: a burst across a window boundary cannot double the limit.
+                self._limiter = MovingWindowRateLimiter(RedisStorage(config["REDIS_URL"]))
             allowed = self._limiter.hit(limit, "socket", self.namespace, str(user_id))
         except redis.RedisError:
             allowed = config["RATELIMIT_FAIL_OPEN"]

@@ -1,0 +1,154 @@
+"""The /chat and /presence namespaces against a real web process (gunicorn + gevent) on real Redis."""
+
+import pytest
+import socketio as socketio_client
+
+from tests.conftest import auth
+from tests.helpers import SocketClient, web_process
+
+CHAT = "/chat"
+
+
+@pytest.fixture(scope="session")
+def server(app):
+    with web_process(app, TYPING_TIMEOUT=1, SOCKET_RATE_LIMIT="100 per 10 seconds") as web:
+        yield web.url
+
+
+@pytest.fixture
+def sockets(server):
+    opened = []
+
+    def open_socket(token, namespaces=(CHAT,)):
+        client = SocketClient(server, token, namespaces)
+        opened.append(client)
+        return client
+
+    yield open_socket
+    for client in opened:
+        client.close()
+
+
+@pytest.fixture
+def pair(client, make_user):
+    ann_id, ann = make_user("ann")
+    ben_id, ben = make_user("ben")
+    chat = client.post("/api/conversations/", json={"user_ids": [ben_id]}, headers=auth(ann)).get_json()["id"]
+    return {"ann": (ann_id, ann), "ben": (ben_id, ben), "chat": chat}
+
+
+def say(socket, chat, body, client_id=None):
+    return socket.call("send_message", {"conversation_id": chat, "body": body, "client_id": client_id})
+
+
+@pytest.mark.parametrize("auth_value", [None, {"token": "nope"}, "not a dict"])
+def test_a_connection_without_a_valid_token_is_refused(server, auth_value):
+    sio = socketio_client.Client(reconnection=False)
+    with pytest.raises(socketio_client.exceptions.ConnectionError):
+        sio.connect(server, namespaces=[CHAT], auth=auth_value, transports=["websocket"], wait_timeout=5)
+
+
+def test_send_acks_the_stored_message_and_the_other_member_receives_it(sockets, pair):
+    ann, ben = sockets(pair["ann"][1]), sockets(pair["ben"][1])
+    ack = say(ann, pair["chat"], "hi", "a1")
+    assert ack["seq"] == 1 and ack["body"] == "hi" and ack["sender"]["id"] == pair["ann"][0]
+    received = ben.wait_for("new_message")
+    assert received[0]["id"] == ack["id"] and received[0]["created_at"] == ack["created_at"]
+    assert say(ann, pair["chat"], "hi", "a1")["id"] == ack["id"]  # a retry stores nothing new
+    assert len(ben.wait_for("new_message")) == 1
+
+
+def test_bad_payloads_get_an_error_event_and_the_connection_stays(sockets, pair):
+    ann = sockets(pair["ann"][1])
+    bad = [None, "text", {"conversation_id": "1", "body": "x"}, {"conversation_id": pair["chat"]},
+           {"conversation_id": pair["chat"], "body": "x" * 5000}, [1, 2]]  # fmt: skip
+    for payload in bad:
+        ack = ann.call("send_message", payload)
+        assert ack["error"]["code"] in ("validation_error", "invalid_payload"), payload
+    ann.emit("no_such_event", {})
+    errors = ann.wait_for("error", predicate=lambda e: e["event"] == "no_such_event")
+    assert errors[0]["code"] == "unknown_event"
+    assert say(ann, pair["chat"], "still works")["seq"] == 1
+
+
+def test_non_members_cannot_send_or_join(sockets, pair, make_user):
+    _, eve = make_user("eve")
+    intruder = sockets(eve)
+    assert say(intruder, pair["chat"], "x")["error"]["code"] == "not_found"
+    assert intruder.call("join", {"conversation_id": pair["chat"]})["error"]["code"] == "not_found"
+
+
+def test_typing_reaches_the_others_and_expires_by_itself(sockets, pair):
+    ann, ben = sockets(pair["ann"][1]), sockets(pair["ben"][1])
+    ann.call("typing", {"conversation_id": pair["chat"], "is_typing": True})
+    started = ben.wait_for("typing", predicate=lambda e: e["is_typing"])
+    assert started[0] == {"conversation_id": pair["chat"], "user_id": pair["ann"][0], "is_typing": True}
+    # No renewal: the server ends it TYPING_TIMEOUT (1 s here) later by itself.
+    stopped = ben.wait_for("typing", predicate=lambda e: not e["is_typing"])
+    assert stopped[0]["user_id"] == pair["ann"][0]
+    assert ann.received("typing") == []  # never echoed to the typer
+
+
+def test_read_react_and_ping(sockets, pair):
+    ann, ben = sockets(pair["ann"][1]), sockets(pair["ben"][1])
+    message = say(ann, pair["chat"], "read me")
+    read = ben.call("read", {"conversation_id": pair["chat"], "message_id": message["id"]})
+    assert read["last_read_seq"] == 1
+    receipt = ann.wait_for("read_receipt")
+    assert receipt[0] == {"conversation_id": pair["chat"], "user_id": pair["ben"][0], "seq": 1}
+    ben.call("react", {"message_id": message["id"], "emoji": "👍"})
+    assert ann.wait_for("reaction")[0]["emoji"] == "👍"
+    ann.emit("ping")
+    assert ann.wait_for("pong")
+
+
+def test_fifty_messages_sent_while_away_arrive_in_order_exactly_once_after_sync(sockets, pair):
+    ann, ben = sockets(pair["ann"][1]), sockets(pair["ben"][1])
+    last_seen = say(ann, pair["chat"], "before")["seq"]
+    ben.wait_for("new_message")
+    ben.close()
+    for i in range(50):
+        say(ann, pair["chat"], f"away {i}", f"w{i}")
+    ben = sockets(pair["ben"][1])
+    got, after = [], last_seen
+    while True:
+        batch = ben.call("sync", {"conversation_id": pair["chat"], "after_seq": after})
+        got += batch["results"]
+        if not batch["has_more"]:
+            break
+        after = batch["results"][-1]["seq"]
+    assert [m["body"] for m in got] == [f"away {i}" for i in range(50)]
+    assert [m["seq"] for m in got] == list(range(2, 52))
+
+
+def test_a_new_conversation_is_joined_live(client, sockets, pair, make_user):
+    _, cy = make_user("cy")
+    ann = sockets(pair["ann"][1])
+    group = client.post(
+        "/api/conversations/", json={"user_ids": [pair["ann"][0]], "title": "new"}, headers=auth(cy)
+    ).get_json()["id"]
+    assert ann.wait_for("conversation_created")[0]["conversation_id"] == group
+    client.post(f"/api/conversations/{group}/messages/", json={"body": "welcome"}, headers=auth(cy))
+    welcome = ann.wait_for("new_message", predicate=lambda m: m["conversation_id"] == group)
+    assert welcome[0]["body"] == "welcome"
+
+
+def test_a_flood_is_limited_with_errors_not_crashes(sockets, pair):
+    ann = sockets(pair["ann"][1])
+    acks = [ann.call("ping") for _ in range(110)]  # the server allows 100 per 10 seconds
+    assert [a.get("ok") for a in acks[:100]] == [True] * 100
+    assert {a["error"]["code"] for a in acks[100:]} == {"rate_limited"}
+    assert ann.sio.connected
+
+
+def test_presence_is_shown_to_contacts_only_and_goes_offline(sockets, pair, make_user):
+    _, stranger = make_user("stranger")
+    ann = sockets(pair["ann"][1], ("/presence",))
+    ben = sockets(pair["ben"][1], ("/presence",))
+    answer = ann.call("query", {"user_ids": [pair["ben"][0]]}, namespace="/presence")
+    assert answer["results"] == [{"user_id": pair["ben"][0], "online": True, "last_seen": None}]
+    outsider = sockets(stranger, ("/presence",))
+    assert outsider.call("query", {"user_ids": [pair["ben"][0]]}, namespace="/presence")["results"] == []
+    ben.close()
+    offline = ann.wait_for("presence", "/presence", lambda p: p["user_id"] == pair["ben"][0] and not p["online"])
+    assert offline[0]["last_seen"].endswith("Z")

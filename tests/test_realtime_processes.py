@@ -1,0 +1,54 @@
+"""Several web processes on one Redis: messages cross processes, and a killed process's users go offline."""
+
+import signal
+
+import pytest
+
+from tests.conftest import auth
+from tests.helpers import SocketClient, flask_process, stop, web_process
+
+FAST_PRESENCE = {"PRESENCE_REFRESH_INTERVAL": 1, "PRESENCE_STALE_AFTER": 4, "PRESENCE_SWEEP_INTERVAL": 2}
+
+
+@pytest.fixture
+def pair(client, make_user):
+    ann_id, ann = make_user("ann")
+    ben_id, ben = make_user("ben")
+    chat = client.post("/api/conversations/", json={"user_ids": [ben_id]}, headers=auth(ann)).get_json()["id"]
+    return {"ann": (ann_id, ann), "ben": (ben_id, ben), "chat": chat}
+
+
+def test_a_client_of_process_a_and_a_client_of_process_b_talk(app, pair):
+    with web_process(app) as a, web_process(app) as b:
+        ann = SocketClient(a.url, pair["ann"][1])
+        ben = SocketClient(b.url, pair["ben"][1])
+        try:
+            sent = ann.call("send_message", {"conversation_id": pair["chat"], "body": "across", "client_id": "x1"})
+            assert ben.wait_for("new_message")[0]["id"] == sent["id"]
+            reply = ben.call("send_message", {"conversation_id": pair["chat"], "body": "back"})
+            assert ann.wait_for("new_message", predicate=lambda m: m["id"] == reply["id"])
+        finally:
+            ann.close()
+            ben.close()
+
+
+def test_users_of_a_killed_process_go_offline_within_60_seconds(app, pair):
+    with (
+        web_process(app, **FAST_PRESENCE) as survivor,
+        flask_process(app, "bsn", "scheduler", SCHEDULER_INTERVAL=1, **FAST_PRESENCE),
+        flask_process(app, "bsn", "worker", **FAST_PRESENCE),
+    ):
+        ann = SocketClient(survivor.url, pair["ann"][1], ("/presence",))
+        try:
+            with web_process(app, **FAST_PRESENCE) as doomed:
+                ben = SocketClient(doomed.url, pair["ben"][1], ("/presence",))
+                answer = ann.call("query", {"user_ids": [pair["ben"][0]]}, namespace="/presence")
+                assert answer["results"][0]["online"] is True
+                stop(doomed.process, signal.SIGKILL)  # no disconnect event will ever come from it
+                offline = ann.wait_for(
+                    "presence", "/presence", lambda p: p["user_id"] == pair["ben"][0] and not p["online"], timeout=60
+                )
+                assert offline[0]["last_seen"].endswith("Z")
+                ben.sio.eio.disconnect(abort=True)
+        finally:
+            ann.close()
