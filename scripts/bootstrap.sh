@@ -22,3 +22,14 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "$want" > "$stamp"
 fi
 export PATH="$PWD/.venv/bin:$PATH"
+
+# The official Socket.IO client for the JS compatibility tests (and the web console), when npm is here.
+if command -v npm >/dev/null 2>&1 && [ -f package-lock.json ]; then
+    js_stamp=node_modules/.package-lock.sha256
+    js_want=$(sha256sum package-lock.json | cut -d' ' -f1)
+    if [ "$(cat "$js_stamp" 2>/dev/null)" != "$js_want" ]; then
+        echo "installing pinned JavaScript packages (npm ci) ..." >&2
+        npm ci --silent --no-audit --no-fund
+        echo "$js_want" > "$js_stamp"
+    fi
+fi
