@@ -52,3 +52,23 @@ def test_users_of_a_killed_process_go_offline_within_60_seconds(app, pair):
                 ben.sio.eio.disconnect(abort=True)
         finally:
             ann.close()
+
+
+def test_a_worker_publishes_through_the_same_message_queue(app, client, make_user, monkeypatch):
+    """The sweep runs in an RQ worker process; its mining_stopped reaches a socket on a web process."""
+    from tests.helpers import wait_until
+    from workers import queues
+
+    monkeypatch.setitem(app.config, "HEARTBEAT_TIMEOUT", 1)
+    user_id, token = make_user("miner")
+    with web_process(app) as web, flask_process(app, "bsn", "worker"):
+        listener = SocketClient(web.url, token, ("/notifications",))
+        try:
+            assert client.post("/api/mining/start/", headers=auth(token)).status_code == 200
+            wait_until(lambda: not client.get("/api/mining/stats/", headers=auth(token)).get_json()["is_mining"])
+            with app.app_context():
+                queues.enqueue("workers.mining.sweep", queue_name=queues.HIGH)
+            stopped = listener.wait_for("mining_stopped", "/notifications")
+            assert stopped[0]["reason"] == "heartbeat_timeout"
+        finally:
+            listener.close()

@@ -68,7 +68,11 @@ class ConversationPageSchema(Schema):
 class SendSchema(Schema):
     body = fields.String(required=True, validate=validate.Length(max=4000))
     client_id = fields.String(validate=CLIENT_ID, allow_none=True)
-    attachments = fields.List(fields.String(validate=validate.Length(max=500)), validate=validate.Length(max=10))
+    attachments = fields.List(
+        fields.Url(schemes={"https"}, validate=validate.Length(max=500)),
+        validate=validate.Length(max=10),
+        metadata={"description": "https URLs of files (upload ids come with the uploads API)"},
+    )
 
 
 class SocketSendSchema(SendSchema):
