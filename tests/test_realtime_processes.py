@@ -60,7 +60,7 @@ def test_a_worker_publishes_through_the_same_message_queue(app, client, make_use
     from workers import queues
 
     monkeypatch.setitem(app.config, "HEARTBEAT_TIMEOUT", 1)
-    user_id, token = make_user("miner")
+    _, token = make_user("miner")
     with web_process(app) as web, flask_process(app, "bsn", "worker"):
         listener = SocketClient(web.url, token, ("/notifications",))
         try:
