@@ -191,17 +191,17 @@ def test_a_late_sweep_changes_no_answer_and_a_second_sweep_does_nothing(miner, c
     miner.heartbeat()
     clock.advance(hours=12, minutes=44)
     before = miner.stats()
-    assert mining.sweep() == 1
+    assert len(mining.sweep()) == 1
     after = miner.stats()
     assert before == after
-    assert mining.sweep() == 0
+    assert mining.sweep() == []
     assert miner.stats() == after
 
 
 def test_the_sweep_leaves_live_sessions_alone(miner, ctx):
     miner.start()
     clock.advance(minutes=4)
-    assert mining.sweep() == 0
+    assert mining.sweep() == []
     assert miner.stats()["is_mining"] is True
 
 
@@ -213,7 +213,7 @@ def test_the_sweep_publishes_mining_stopped(miner, ctx, monkeypatch):
     miner.start()
     clock.advance(hours=1)
     sent.clear()
-    mining.sweep()
+    mining.announce_stopped(mining.sweep())
     assert sent == [
         (
             "mining_stopped",
@@ -383,7 +383,7 @@ def test_heartbeats_reach_the_database_when_flushed(miner, app):
 def test_the_sweep_flushes_first_and_leaves_sessions_renewed_in_redis_alone(miner, ctx):
     miner.start()
     miner.keep_mining(10)  # the database alone would say it lapsed at 08:05
-    assert mining.sweep() == 0
+    assert mining.sweep() == []
     assert miner.stats()["is_mining"] is True
 
 
@@ -401,7 +401,7 @@ def test_a_heartbeat_landing_while_the_sweep_runs_keeps_the_session(miner, ctx, 
         return real_flush()
 
     monkeypatch.setattr(heartbeats, "flush", heartbeat_then_flush)
-    assert mining.sweep(sweep_at) == 0
+    assert mining.sweep(sweep_at) == []
     clock.freeze(sweep_at)
     assert miner.stats()["is_mining"] is True
 
@@ -409,10 +409,10 @@ def test_a_heartbeat_landing_while_the_sweep_runs_keeps_the_session(miner, ctx, 
 def test_a_heartbeat_after_the_sweep_ended_a_session_does_not_revive_it(miner, ctx):
     miner.start()
     clock.advance(minutes=6)
-    assert mining.sweep() == 1
+    assert len(mining.sweep()) == 1
     answer = miner.heartbeat()
     assert answer["is_mining"] is False and answer["stopped_reason"] == "heartbeat_timeout"
-    assert mining.sweep() == 0
+    assert mining.sweep() == []
 
 
 def test_losing_redis_costs_at_most_the_unflushed_heartbeats_and_mining_goes_on(miner, ctx):

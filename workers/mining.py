@@ -20,12 +20,25 @@ from bsn.clock import now as clock_now
 from bsn.extensions import db, redis_store
 from bsn.models import MiningSession, MiningState, User
 from bsn.services import heartbeats, mining
+from workers import queues
 
 log = logging.getLogger(__name__)
 
 
+ANNOUNCE_BATCH = 1000
+
+
 def sweep() -> int:
-    return mining.sweep()
+    """End lapsed sessions, then fan the notices out on the high queue, a thousand users a job."""
+    ended = mining.sweep()
+    for start in range(0, len(ended), ANNOUNCE_BATCH):
+        batch = [(uid, isoformat(at), reason) for uid, at, reason in ended[start : start + ANNOUNCE_BATCH]]
+        queues.enqueue("workers.mining.announce_stopped", batch, queue_name=queues.HIGH, timeout=300, retries=2)
+    return len(ended)
+
+
+def announce_stopped(batch: list) -> None:
+    mining.announce_stopped(batch)
 
 
 def rebuild_leaderboards() -> None:

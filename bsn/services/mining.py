@@ -344,8 +344,9 @@ def _stats(state: MiningState, at: datetime) -> dict:
 # ---- the sweep ----
 
 
-def sweep(at: datetime | None = None) -> int:
-    """Record the end of every lapsed session in one set-based statement; returns how many ended.
+def sweep(at: datetime | None = None) -> list:
+    """Record the end of every lapsed session in one set-based statement; returns (user_id, ended_at, reason)
+    of each, for `announce_stopped` (a separate job, so a big sweep is not slowed by its fan-out).
 
     Idempotent. The instant is fixed before buffered heartbeats are flushed, which keeps it safe beside
     a heartbeat arriving meanwhile (see bsn.services.heartbeats); beside a claim or a stop, row locks
@@ -355,11 +356,15 @@ def sweep(at: datetime | None = None) -> int:
     heartbeats.flush()
     ended = end_lapsed(at)
     db.session.commit()
-    for user_id, ended_at, reason in ended:
-        realtime.notify_user(user_id, "mining_stopped", {"reason": reason, "ended_at": ended_at})
     if ended:
         log.info("mining sweep ended %d sessions", len(ended))
-    return len(ended)
+    return [tuple(row) for row in ended]
+
+
+def announce_stopped(ended: list) -> None:
+    """Tell each user whose session the sweep ended: `mining_stopped {reason, ended_at}`."""
+    for user_id, ended_at, reason in ended:
+        realtime.notify_user(user_id, "mining_stopped", {"reason": reason, "ended_at": ended_at})
 
 
 def end_lapsed(at: datetime) -> list:
