@@ -62,6 +62,8 @@ def _derive_settings(app: Flask) -> None:
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX="/api",
         OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="/api/docs/static/",
     )
 
 
@@ -123,3 +125,6 @@ def _register_blueprints(app: Flask) -> None:
     for blueprint in (ops.blp, auth.blp, messaging.blp, mining.blp, tokens.blp, nft.blp, dao.blp, admin.blp):
         api.register_blueprint(blueprint)
     admin.init_dashboard(app)
+    from bsn.blueprints import web
+
+    app.register_blueprint(web.blp)
