@@ -58,7 +58,7 @@ def messages_text(page):
 
 
 def test_two_people_chat_see_typing_receipts_and_get_what_they_missed(browser, app, client, make_user):
-    ann_id, ann = make_user("ann")
+    _, ann = make_user("ann")
     ben_id, _ = make_user("ben")
     chat = client.post("/api/conversations/", json={"user_ids": [ben_id]}, headers=auth(ann)).get_json()["id"]
     with web_process(app) as web:
@@ -153,9 +153,7 @@ def test_the_api_explorer_works_offline_with_bearer_auth(browser, app):
         context.close()
 
 
-def test_the_console_says_what_is_missing_without_socket_io_client(browser, app, make_user, monkeypatch):
-    from bsn.blueprints import web as web_pages
-
+def test_the_console_says_what_is_missing_without_socket_io_client(browser, app, make_user):
     make_user("nojs")
     with web_process(app, BSN_CONSOLE_VENDOR_DIR="/nonexistent") as web:
         context = browser.new_context()
@@ -167,4 +165,3 @@ def test_the_console_says_what_is_missing_without_socket_io_client(browser, app,
         page.wait_for_selector("#missing:not([hidden])")
         assert "npm ci" in page.inner_text("#missing")
         context.close()
-    assert web_pages  # the module that serves the console
