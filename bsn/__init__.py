@@ -112,7 +112,7 @@ def _origin_check(allowed: list[str]):
 
 
 def _register_blueprints(app: Flask) -> None:
-    from bsn.blueprints import admin, auth, dao, messaging, mining, nft, ops, tokens
+    from bsn.blueprints import admin, auth, dao, messaging, mining, nft, ops, posts, tokens, users
     from bsn.http import Api
 
     api = Api(
@@ -122,7 +122,8 @@ def _register_blueprints(app: Flask) -> None:
         },
     )
     app.extensions["bsn_api"] = api
-    for blueprint in (ops.blp, auth.blp, messaging.blp, mining.blp, tokens.blp, nft.blp, dao.blp, admin.blp):
+    blueprints = (ops, auth, users, posts, messaging, mining, tokens, nft, dao, admin)
+    for blueprint in (module.blp for module in blueprints):
         api.register_blueprint(blueprint)
     admin.init_dashboard(app)
     from bsn.blueprints import web

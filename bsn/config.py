@@ -92,6 +92,8 @@ def load_settings(instance_path: str) -> dict:
         "MINING_OPTIMIZER_MODULE": _env("MINING_OPTIMIZER_MODULE", "workers.optimizer"),
         "MINING_MARKET_FILE": _env("MINING_MARKET_FILE", ""),  # token price history, optional
         "MINING_DAILY_EMISSION_BUDGET": _env("MINING_DAILY_EMISSION_BUDGET", "1000"),
+        # Posts
+        "POST_MAX_LENGTH": _int("POST_MAX_LENGTH", 5000),
         # Messaging
         "MESSAGE_MAX_LENGTH": _int("MESSAGE_MAX_LENGTH", 4000),
         "MESSAGE_EDIT_WINDOW": _int("MESSAGE_EDIT_WINDOW", 15 * 60),

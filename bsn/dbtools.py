@@ -33,12 +33,15 @@ def lock(stmt: Select, model, where):
     return db.session.execute(stmt.with_for_update(of=model))
 
 
-def insert_ignore(model, rows: list[dict], index_elements: list[str]) -> None:
-    """INSERT ... ON CONFLICT DO NOTHING, on either backend."""
+def insert_ignore(model, rows: list[dict], index_elements: list[str]) -> int:
+    """INSERT ... ON CONFLICT DO NOTHING, on either backend; returns how many rows were really added."""
     if not rows:
-        return
+        return 0
     insert = sqlite_insert if is_sqlite() else pg_insert
-    db.session.execute(insert(model).values(rows).on_conflict_do_nothing(index_elements=index_elements))
+    pk = model.__mapper__.primary_key[0]
+    # Counted through RETURNING (only added rows come back): a multi-row INSERT's rowcount can be -1.
+    statement = insert(model).values(rows).on_conflict_do_nothing(index_elements=index_elements).returning(pk)
+    return len(db.session.execute(statement).all())
 
 
 def encode_cursor(*values) -> str:

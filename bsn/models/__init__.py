@@ -4,14 +4,18 @@ from bsn.models.dao import Proposal, Vote
 from bsn.models.messaging import Conversation, ConversationMember, Message, MessageReaction
 from bsn.models.mining import Achievement, MiningSession, MiningState
 from bsn.models.nft import Nft, NftCollection, NftListing, NftTransfer
+from bsn.models.social import Block, Comment, Follow, Post, PostLike
 from bsn.models.tokens import LedgerEntry, Wallet
 from bsn.models.users import AuthToken, Role, User
 
 __all__ = [
     "Achievement",
     "AuthToken",
+    "Block",
+    "Comment",
     "Conversation",
     "ConversationMember",
+    "Follow",
     "LedgerEntry",
     "Message",
     "MessageReaction",
@@ -21,6 +25,8 @@ __all__ = [
     "NftCollection",
     "NftListing",
     "NftTransfer",
+    "Post",
+    "PostLike",
     "Proposal",
     "Role",
     "User",

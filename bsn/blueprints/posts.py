@@ -1,0 +1,146 @@
+"""REST: posts, the feed, comments and likes."""
+
+from datetime import datetime
+
+from flask import jsonify
+from flask_smorest import Blueprint
+
+from bsn.auth import current_caller, current_user, login_required
+from bsn.dbtools import decode_cursor, encode_cursor
+from bsn.errors import ValidationError
+from bsn.schemas.common import PageArgsSchema
+from bsn.schemas.social import (
+    CommentCreateSchema,
+    CommentPageSchema,
+    CommentSchema,
+    LikeStateSchema,
+    PostCreateSchema,
+    PostEditSchema,
+    PostListArgsSchema,
+    PostPageSchema,
+    PostSchema,
+)
+from bsn.services import posts
+
+blp = Blueprint("posts", __name__, url_prefix="/api", description="Posts, the feed, comments and likes")
+SECURITY = [{"bearer": []}]
+
+
+def _cursor(args):
+    if not args.get("cursor"):
+        return None
+    at, last_id = decode_cursor(args["cursor"], 2)
+    try:
+        return datetime.fromisoformat(at), int(last_id)
+    except (TypeError, ValueError):
+        raise ValidationError(fields={"cursor": ["Invalid cursor."]}) from None
+
+
+def _page(results, next_cursor):
+    # Lists are built as plain data in the service (the hot path); PostPageSchema documents their shape.
+    return jsonify(results=results, next_cursor=encode_cursor(*next_cursor) if next_cursor else None)
+
+
+@blp.route("/posts/", methods=["GET"])
+@blp.doc(security=SECURITY)
+@login_required
+@blp.arguments(PostListArgsSchema, location="query")
+@blp.response(200, PostPageSchema)
+def list_posts(args):
+    """Posts newest first (`?author=` for one author's)."""
+    return _page(*posts.list_posts(current_caller(), args["limit"], _cursor(args), args.get("author")))
+
+
+@blp.route("/posts/", methods=["POST"])
+@blp.doc(security=SECURITY)
+@login_required
+@blp.arguments(PostCreateSchema)
+@blp.response(201, PostSchema)
+def create(body):
+    return posts.create_post(current_caller(), body["body"], body["visibility"], body["media"])
+
+
+@blp.route("/feed/", methods=["GET"])
+@blp.doc(security=SECURITY)
+@login_required
+@blp.arguments(PageArgsSchema, location="query")
+@blp.response(200, PostPageSchema)
+def feed(args):
+    """Posts of the people you follow and your own, newest first."""
+    return _page(*posts.feed(current_caller(), args["limit"], _cursor(args)))
+
+
+@blp.route("/posts/<int:post_id>/", methods=["GET"])
+@blp.doc(security=SECURITY)
+@login_required
+@blp.response(200, PostSchema)
+def get(post_id):
+    return posts.get_post(current_caller(), post_id)
+
+
+@blp.route("/posts/<int:post_id>/", methods=["PATCH"])
+@blp.doc(security=SECURITY)
+@login_required
+@blp.arguments(PostEditSchema)
+@blp.response(200, PostSchema)
+def edit(body, post_id):
+    """Edit one's own post (sets edited_at)."""
+    return posts.edit_post(current_caller(), post_id, body)
+
+
+@blp.route("/posts/<int:post_id>/", methods=["DELETE"])
+@blp.doc(security=SECURITY)
+@login_required
+@blp.response(204)
+def delete(post_id):
+    """Delete one's own post, or any as a moderator."""
+    user = current_user()
+    posts.delete_post(user, post_id, is_moderator=user.is_moderator)
+
+
+@blp.route("/posts/<int:post_id>/comments/", methods=["GET"])
+@blp.doc(security=SECURITY)
+@login_required
+@blp.arguments(PageArgsSchema, location="query")
+@blp.response(200, CommentPageSchema)
+def list_comments(args, post_id):
+    """Comments oldest first."""
+    after = decode_cursor(args["cursor"], 1)[0] if args.get("cursor") else None
+    results, last = posts.comments(current_caller(), post_id, args["limit"], after)
+    return {"results": results, "next_cursor": encode_cursor(last) if last else None}
+
+
+@blp.route("/posts/<int:post_id>/comments/", methods=["POST"])
+@blp.doc(security=SECURITY)
+@login_required
+@blp.arguments(CommentCreateSchema)
+@blp.response(201, CommentSchema)
+def comment(body, post_id):
+    return posts.add_comment(current_caller(), post_id, body["body"])
+
+
+@blp.route("/comments/<int:comment_id>/", methods=["DELETE"])
+@blp.doc(security=SECURITY)
+@login_required
+@blp.response(204)
+def delete_comment(comment_id):
+    """The commenter, the post's author or a moderator may delete a comment."""
+    user = current_user()
+    posts.delete_comment(user, comment_id, is_moderator=user.is_moderator)
+
+
+@blp.route("/posts/<int:post_id>/like/", methods=["POST"])
+@blp.doc(security=SECURITY)
+@login_required
+@blp.response(200, LikeStateSchema)
+def like(post_id):
+    """Like (twice is a no-op)."""
+    return posts.like(current_caller(), post_id)
+
+
+@blp.route("/posts/<int:post_id>/like/", methods=["DELETE"])
+@blp.doc(security=SECURITY)
+@login_required
+@blp.response(200, LikeStateSchema)
+def unlike(post_id):
+    return posts.unlike(current_caller(), post_id)

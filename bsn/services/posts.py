@@ -1,0 +1,272 @@
+"""Posts: create, edit, delete, read, lists and the feed (one statement per page), comments, likes.
+
+Bodies are stored exactly as typed and returned as plain JSON strings; clients insert them as text.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import current_app
+from sqlalchemy import and_, delete, exists, literal, or_, select, tuple_, update
+
+from bsn import realtime
+from bsn.actors import Actor
+from bsn.clock import isoformat
+from bsn.clock import now as clock_now
+from bsn.dbtools import insert_ignore
+from bsn.errors import Forbidden, NotFound, ValidationError
+from bsn.extensions import db
+from bsn.models import Block, Comment, Follow, Post, PostLike, User
+from bsn.services.users import blocked_between, user_json
+
+PUBLIC, FOLLOWERS = "public", "followers"
+VISIBILITIES = (PUBLIC, FOLLOWERS)
+
+
+def _check_body(body: str) -> str:
+    body = body.strip()
+    if not body:
+        raise ValidationError(fields={"body": ["Must not be empty."]})
+    if len(body) > current_app.config["POST_MAX_LENGTH"]:
+        raise ValidationError(fields={"body": [f"At most {current_app.config['POST_MAX_LENGTH']} characters."]})
+    return body
+
+
+def create_post(author: Actor, body: str, visibility: str = PUBLIC, media: list[str] | None = None) -> dict:
+    post = Post(author_id=author.id, body=_check_body(body), visibility=visibility, media=media or [])
+    db.session.add(post)
+    db.session.commit()
+    data = item(post, db.session.get(User, author.id), liked=False)
+    followers = select(Follow.follower_id).where(Follow.followee_id == author.id)
+    for follower_id in db.session.scalars(followers):
+        realtime.emit(
+            "post_created", {"post_id": post.id, "author_id": author.id}, "/feed", realtime.user_room(follower_id)
+        )
+    return data
+
+
+def _can_see(viewer: Actor, post: Post) -> bool:
+    if post.author_id == viewer.id:
+        return True
+    if blocked_between(viewer.id, post.author_id):
+        return False
+    if post.visibility == PUBLIC:
+        return True
+    return bool(
+        db.session.scalar(select(exists().where(Follow.follower_id == viewer.id, Follow.followee_id == post.author_id)))
+    )
+
+
+def _visible_post(viewer: Actor, post_id: int) -> Post:
+    post = db.session.get(Post, post_id)
+    if post is None or not _can_see(viewer, post):
+        raise NotFound("No such post.")
+    return post
+
+
+def get_post(viewer: Actor, post_id: int) -> dict:
+    post = _visible_post(viewer, post_id)
+    liked = db.session.scalar(select(exists().where(PostLike.post_id == post_id, PostLike.user_id == viewer.id)))
+    return item(post, db.session.get(User, post.author_id), liked=bool(liked))
+
+
+def edit_post(editor: Actor, post_id: int, changes: dict) -> dict:
+    post = _visible_post(editor, post_id)
+    if post.author_id != editor.id:
+        raise Forbidden("Only the author can edit a post.")
+    if "body" in changes:
+        post.body = _check_body(changes["body"])
+    if "visibility" in changes:
+        post.visibility = changes["visibility"]
+    post.edited_at = clock_now()
+    db.session.commit()
+    return get_post(editor, post_id)
+
+
+def delete_post(actor: Actor, post_id: int, is_moderator: bool = False) -> None:
+    post = _visible_post(actor, post_id)
+    if post.author_id != actor.id and not is_moderator:
+        raise Forbidden("Only the author or a moderator can delete a post.")
+    db.session.delete(post)
+    db.session.commit()
+
+
+# ---- lists: one statement per page, whatever its size ----
+
+
+def _page_statement(viewer_id: int):
+    liked = exists().where(PostLike.post_id == Post.id, PostLike.user_id == viewer_id).correlate(Post)
+    return select(
+        Post.id,
+        Post.body,
+        Post.visibility,
+        Post.media,
+        Post.created_at,
+        Post.edited_at,
+        Post.like_count,
+        Post.comment_count,
+        User.id.label("author_id"),
+        User.username,
+        User.display_name,
+        User.avatar_url,
+        liked.label("liked"),
+    ).join(User, User.id == Post.author_id)
+
+
+def _run_page(stmt, limit: int, cursor: tuple[datetime, int] | None):
+    if cursor is not None:
+        stmt = stmt.where(
+            tuple_(Post.created_at, Post.id) < tuple_(literal(cursor[0], Post.created_at.type), cursor[1])
+        )
+    rows = db.session.execute(stmt.order_by(Post.created_at.desc(), Post.id.desc()).limit(limit + 1)).all()
+    page = rows[:limit]
+    results = [
+        {
+            "id": r.id,
+            "author": {
+                "id": r.author_id,
+                "username": r.username,
+                "display_name": r.display_name,
+                "avatar_url": r.avatar_url,
+            },
+            "body": r.body,
+            "visibility": r.visibility,
+            "media": r.media,
+            "created_at": isoformat(r.created_at),
+            "edited_at": isoformat(r.edited_at),
+            "like_count": r.like_count,
+            "comment_count": r.comment_count,
+            "liked_by_me": bool(r.liked),
+        }
+        for r in page
+    ]
+    next_cursor = (page[-1].created_at, page[-1].id) if len(rows) > limit else None
+    return results, next_cursor
+
+
+def _not_blocked_by_author(viewer_id: int):
+    return ~exists().where(Block.blocker_id == Post.author_id, Block.blocked_id == viewer_id).correlate(Post)
+
+
+def _followees(viewer_id: int):
+    return select(Follow.followee_id).where(Follow.follower_id == viewer_id)
+
+
+def list_posts(viewer: Actor, limit: int, cursor=None, author_id: int | None = None):
+    """Posts the viewer may see, newest first: everyone's public ones, their followees' and their own."""
+    stmt = _page_statement(viewer.id).where(
+        or_(Post.visibility == PUBLIC, Post.author_id == viewer.id, Post.author_id.in_(_followees(viewer.id))),
+        _not_blocked_by_author(viewer.id),
+    )
+    if author_id is not None:
+        stmt = stmt.where(Post.author_id == author_id)
+    return _run_page(stmt, limit, cursor)
+
+
+def feed(viewer: Actor, limit: int, cursor=None):
+    """Posts of the people the viewer follows and their own, newest first, over (author, created_at) indexes."""
+    authors = _followees(viewer.id).union_all(select(literal(viewer.id)))
+    stmt = _page_statement(viewer.id).where(Post.author_id.in_(authors), _not_blocked_by_author(viewer.id))
+    return _run_page(stmt, limit, cursor)
+
+
+def item(post: Post, author: User, liked: bool) -> dict:
+    return {
+        "id": post.id,
+        "author": user_json(author),
+        "body": post.body,
+        "visibility": post.visibility,
+        "media": post.media,
+        "created_at": isoformat(post.created_at),
+        "edited_at": isoformat(post.edited_at),
+        "like_count": post.like_count,
+        "comment_count": post.comment_count,
+        "liked_by_me": liked,
+    }
+
+
+# ---- likes and comments ----
+
+
+def like(user: Actor, post_id: int) -> dict:
+    """Idempotent; the counter moves only when a like row was really added, in the same transaction."""
+    post = _visible_post(user, post_id)
+    added = insert_ignore(
+        PostLike, [{"user_id": user.id, "post_id": post_id, "created_at": clock_now()}], ["user_id", "post_id"]
+    )
+    if added:
+        db.session.execute(update(Post).where(Post.id == post_id).values(like_count=Post.like_count + added))
+    db.session.commit()
+    if added and post.author_id != user.id:
+        realtime.emit(
+            "post_liked", {"post_id": post_id, "user_id": user.id}, "/feed", realtime.user_room(post.author_id)
+        )
+    return _like_state(user, post_id)
+
+
+def unlike(user: Actor, post_id: int) -> dict:
+    _visible_post(user, post_id)
+    removed = db.session.execute(
+        delete(PostLike).where(PostLike.post_id == post_id, PostLike.user_id == user.id)
+    ).rowcount
+    if removed:
+        db.session.execute(update(Post).where(Post.id == post_id).values(like_count=Post.like_count - removed))
+    db.session.commit()
+    return _like_state(user, post_id)
+
+
+def _like_state(user: Actor, post_id: int) -> dict:
+    count = db.session.scalar(select(Post.like_count).where(Post.id == post_id))
+    liked = db.session.scalar(select(exists().where(PostLike.post_id == post_id, PostLike.user_id == user.id)))
+    return {"post_id": post_id, "like_count": count, "liked_by_me": bool(liked)}
+
+
+def add_comment(author: Actor, post_id: int, body: str) -> dict:
+    post = _visible_post(author, post_id)
+    if blocked_between(author.id, post.author_id):
+        raise Forbidden("You cannot comment on this post.", code="blocked")
+    comment = Comment(post_id=post_id, author_id=author.id, body=_check_body(body))
+    db.session.add(comment)
+    db.session.execute(update(Post).where(Post.id == post_id).values(comment_count=Post.comment_count + 1))
+    db.session.commit()
+    if post.author_id != author.id:
+        realtime.emit("comment_created", {"post_id": post_id, "comment_id": comment.id}, "/feed",
+                      realtime.user_room(post.author_id))  # fmt: skip
+    return comment_json(comment, db.session.get(User, author.id))
+
+
+def comments(viewer: Actor, post_id: int, limit: int, after_id: int | None):
+    _visible_post(viewer, post_id)
+    stmt = select(Comment, User).join(User, User.id == Comment.author_id).where(Comment.post_id == post_id)
+    if after_id is not None:
+        stmt = stmt.where(Comment.id > after_id)
+    rows = db.session.execute(stmt.order_by(Comment.id).limit(limit + 1)).all()
+    page = rows[:limit]
+    return [comment_json(c, u) for c, u in page], (page[-1][0].id if len(rows) > limit else None)
+
+
+def delete_comment(actor: Actor, comment_id: int, is_moderator: bool = False) -> None:
+    comment = db.session.get(Comment, comment_id)
+    if comment is None:
+        raise NotFound("No such comment.")
+    post = _visible_post(actor, comment.post_id)
+    if actor.id not in (comment.author_id, post.author_id) and not is_moderator:
+        raise Forbidden("Only the commenter, the post's author or a moderator can delete a comment.")
+    db.session.delete(comment)
+    db.session.execute(
+        update(Post)
+        .where(and_(Post.id == comment.post_id, Post.comment_count > 0))
+        .values(comment_count=Post.comment_count - 1)
+    )
+    db.session.commit()
+
+
+def comment_json(comment: Comment, author: User) -> dict:
+    return {
+        "id": comment.id,
+        "post_id": comment.post_id,
+        "author": user_json(author),
+        "body": comment.body,
+        "created_at": isoformat(comment.created_at),
+    }

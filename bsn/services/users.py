@@ -1,0 +1,152 @@
+"""People: profiles with counts, search, follows, blocks."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, exists, func, or_, select, tuple_
+from sqlalchemy.exc import IntegrityError
+
+from bsn import realtime
+from bsn.actors import Actor
+from bsn.dbtools import insert_ignore
+from bsn.errors import Forbidden, NotFound, ValidationError
+from bsn.extensions import db
+from bsn.models import Block, Follow, Post, User
+
+
+def user_json(user) -> dict:
+    return {"id": user.id, "username": user.username, "display_name": user.display_name, "avatar_url": user.avatar_url}
+
+
+def blocked_between(a: int, b: int) -> bool:
+    """True when either has blocked the other."""
+    return bool(
+        db.session.scalar(
+            select(
+                exists().where(
+                    or_(
+                        (Block.blocker_id == a) & (Block.blocked_id == b),
+                        (Block.blocker_id == b) & (Block.blocked_id == a),
+                    )
+                )
+            )
+        )
+    )
+
+
+def _visible_user(viewer: Actor, user_id: int) -> User:
+    user = db.session.get(User, user_id)
+    # Someone who blocked the viewer does not exist for them.
+    if user is None or user.is_suspended or (user_id != viewer.id and _blocked_by(user_id, viewer.id)):
+        raise NotFound("No such user.")
+    return user
+
+
+def _blocked_by(blocker: int, blocked: int) -> bool:
+    return bool(db.session.scalar(select(exists().where(Block.blocker_id == blocker, Block.blocked_id == blocked))))
+
+
+def profile(viewer: Actor, user_id: int) -> dict:
+    """A profile with follower, following and post counts, in one query."""
+    user = _visible_user(viewer, user_id)
+    followers = select(func.count()).where(Follow.followee_id == user_id).scalar_subquery()
+    following = select(func.count()).where(Follow.follower_id == user_id).scalar_subquery()
+    posts = select(func.count()).where(Post.author_id == user_id).scalar_subquery()
+    followed = exists().where(Follow.follower_id == viewer.id, Follow.followee_id == user_id)
+    counts = db.session.execute(select(followers, following, posts, followed)).one()
+    return {
+        **user_json(user),
+        "bio": user.bio,
+        "created_at": user.created_at,
+        "followers_count": counts[0],
+        "following_count": counts[1],
+        "posts_count": counts[2],
+        "followed_by_me": bool(counts[3]),
+    }
+
+
+def search(viewer: Actor, q: str, limit: int) -> list[dict]:
+    """Prefix search on username and display name, case-insensitive."""
+    prefix = q.strip().lower().replace("\\", "").replace("%", "").replace("_", "\\_")
+    if not prefix:
+        raise ValidationError(fields={"q": ["Type at least one character."]})
+    pattern = prefix + "%"
+    blocked_me = select(Block.blocker_id).where(Block.blocked_id == viewer.id)
+    rows = db.session.scalars(
+        select(User)
+        .where(
+            or_(
+                func.lower(User.username).like(pattern, escape="\\"),
+                func.lower(User.display_name).like(pattern, escape="\\"),
+            ),
+            User.suspended_at.is_(None),
+            User.id.not_in(blocked_me),
+        )
+        .order_by(func.lower(User.username))
+        .limit(limit)
+    )
+    return [user_json(u) for u in rows]
+
+
+def follow(follower: Actor, user_id: int) -> dict:
+    """Idempotent: following twice is one follow."""
+    if user_id == follower.id:
+        raise ValidationError("You cannot follow yourself.", fields={"user_id": ["Must be another user."]})
+    _visible_user(follower, user_id)
+    if blocked_between(follower.id, user_id):
+        raise Forbidden("You cannot follow this user.", code="blocked")
+    insert_ignore(Follow, [{"follower_id": follower.id, "followee_id": user_id}], ["follower_id", "followee_id"])
+    db.session.commit()
+    realtime.emit("user_followed", {"follower": follower.id, "user_id": user_id}, "/feed", realtime.user_room(user_id))
+    return {"user_id": user_id, "following": True}
+
+
+def unfollow(follower: Actor, user_id: int) -> dict:
+    """Idempotent: unfollowing someone one does not follow changes nothing."""
+    if db.session.get(User, user_id) is None:
+        raise NotFound("No such user.")
+    db.session.execute(delete(Follow).where(Follow.follower_id == follower.id, Follow.followee_id == user_id))
+    db.session.commit()
+    return {"user_id": user_id, "following": False}
+
+
+def block(blocker: Actor, user_id: int) -> dict:
+    """Blocking also ends follows both ways."""
+    if user_id == blocker.id:
+        raise ValidationError(fields={"user_id": ["Must be another user."]})
+    if db.session.get(User, user_id) is None:
+        raise NotFound("No such user.")
+    try:
+        insert_ignore(Block, [{"blocker_id": blocker.id, "blocked_id": user_id}], ["blocker_id", "blocked_id"])
+        db.session.execute(
+            delete(Follow).where(
+                or_(
+                    (Follow.follower_id == blocker.id) & (Follow.followee_id == user_id),
+                    (Follow.follower_id == user_id) & (Follow.followee_id == blocker.id),
+                )
+            )
+        )
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+    return {"user_id": user_id, "blocked": True}
+
+
+def unblock(blocker: Actor, user_id: int) -> dict:
+    db.session.execute(delete(Block).where(Block.blocker_id == blocker.id, Block.blocked_id == user_id))
+    db.session.commit()
+    return {"user_id": user_id, "blocked": False}
+
+
+def follow_list(viewer: Actor, user_id: int, direction: str, limit: int, after_id: int | None):
+    """Followers or following of a user, newest follow first, as user objects (one query)."""
+    _visible_user(viewer, user_id)
+    if direction == "followers":
+        other, mine = Follow.follower_id, Follow.followee_id
+    else:
+        other, mine = Follow.followee_id, Follow.follower_id
+    stmt = select(Follow.id, User).join(User, User.id == other).where(mine == user_id).order_by(Follow.id.desc())
+    if after_id is not None:
+        stmt = stmt.where(tuple_(Follow.id) < tuple_(after_id))
+    rows = db.session.execute(stmt.limit(limit + 1)).all()
+    page = rows[:limit]
+    return [user_json(u) for _, u in page], (page[-1][0] if len(rows) > limit else None)

@@ -1,0 +1,160 @@
+"""Posts: create, edit, delete, visibility, lists, the feed, comments and likes."""
+
+import pytest
+
+from bsn.models import Role
+from tests.conftest import auth
+
+
+@pytest.fixture
+def people(make_user):
+    return {name: make_user(name) for name in ("amy", "bob", "cat")}
+
+
+def post(client, token, body="hello", **extra):
+    return client.post("/api/posts/", json={"body": body, **extra}, headers=auth(token))
+
+
+def test_create_get_edit_delete(client, people):
+    (amy_id, amy), (_, bob) = people["amy"], people["bob"]
+    created = post(client, amy, "<script>x</script> #tag")
+    assert created.status_code == 201
+    item = created.get_json()
+    assert item["body"] == "<script>x</script> #tag"  # as typed; clients insert text, never HTML
+    assert item["author"]["id"] == amy_id and item["like_count"] == 0 and item["liked_by_me"] is False
+    assert item["created_at"].endswith("Z") and item["edited_at"] is None
+    assert client.patch(f"/api/posts/{item['id']}/", json={"body": "x"}, headers=auth(bob)).status_code == 403
+    edited = client.patch(f"/api/posts/{item['id']}/", json={"body": "fixed"}, headers=auth(amy)).get_json()
+    assert edited["body"] == "fixed" and edited["edited_at"]
+    assert client.delete(f"/api/posts/{item['id']}/", headers=auth(bob)).status_code == 403
+    assert client.delete(f"/api/posts/{item['id']}/", headers=auth(amy)).status_code == 204
+    assert client.get(f"/api/posts/{item['id']}/", headers=auth(amy)).status_code == 404
+
+
+def test_a_moderator_may_delete_any_post(client, people, make_user):
+    _, mod = make_user("mod", role=Role.MODERATOR)
+    item = post(client, people["amy"][1]).get_json()
+    assert client.delete(f"/api/posts/{item['id']}/", headers=auth(mod)).status_code == 204
+
+
+BAD_POSTS = [
+    ({"body": ""}, "body"),
+    ({"body": "x" * 5001}, "body"),
+    ({"body": "x", "visibility": "secret"}, "visibility"),
+    ({"body": "x", "media": ["http://insecure/x.png"]}, "media"),
+    ({}, "body"),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), BAD_POSTS)
+def test_bad_posts_are_refused(client, people, body, field):
+    response = client.post("/api/posts/", json=body, headers=auth(people["amy"][1]))
+    assert response.status_code == 422 and field in response.get_json()["error"]["fields"]
+
+
+def test_followers_only_posts_are_shown_to_followers(client, people):
+    (amy_id, amy), (_, bob), (_, cat) = people["amy"], people["bob"], people["cat"]
+    secret = post(client, amy, "for followers", visibility="followers").get_json()["id"]
+    client.post(f"/api/users/{amy_id}/follow/", headers=auth(bob))
+    assert client.get(f"/api/posts/{secret}/", headers=auth(bob)).status_code == 200
+    assert client.get(f"/api/posts/{secret}/", headers=auth(cat)).status_code == 404
+    assert secret not in [p["id"] for p in client.get("/api/posts/", headers=auth(cat)).get_json()["results"]]
+    assert secret in [p["id"] for p in client.get("/api/posts/", headers=auth(bob)).get_json()["results"]]
+
+
+def test_lists_and_the_feed_are_newest_first_and_paginated(client, people):
+    (amy_id, amy), (bob_id, bob), (_, cat) = people["amy"], people["bob"], people["cat"]
+    client.post(f"/api/users/{bob_id}/follow/", headers=auth(amy))
+    ids = []
+    for i in range(5):
+        ids.append(post(client, bob, f"bob {i}").get_json()["id"])
+        post(client, cat, f"cat {i}")
+    mine = post(client, amy, "mine").get_json()["id"]
+    seen, cursor = [], None
+    while True:
+        page = client.get("/api/feed/?limit=2" + (f"&cursor={cursor}" if cursor else ""), headers=auth(amy)).get_json()
+        seen += [p["id"] for p in page["results"]]
+        cursor = page["next_cursor"]
+        if not cursor:
+            break
+    assert seen == [mine, *reversed(ids)]
+    everyone = client.get("/api/posts/?limit=100", headers=auth(amy)).get_json()["results"]
+    assert len(everyone) == 11 and [p["id"] for p in everyone] == sorted((p["id"] for p in everyone), reverse=True)
+    bobs = client.get(f"/api/posts/?author={bob_id}", headers=auth(amy)).get_json()["results"]
+    assert [p["id"] for p in bobs] == list(reversed(ids))
+    assert client.get("/api/posts/?limit=101", headers=auth(amy)).status_code == 422
+    assert client.get("/api/feed/?cursor=garbage", headers=auth(amy)).status_code == 422
+    assert amy_id
+
+
+def test_likes_are_idempotent_and_counted(client, people):
+    (_, amy), (_, bob), (_, cat) = people["amy"], people["bob"], people["cat"]
+    item = post(client, amy).get_json()["id"]
+    for _ in range(2):
+        assert client.post(f"/api/posts/{item}/like/", headers=auth(bob)).get_json() == {
+            "post_id": item, "like_count": 1, "liked_by_me": True}  # fmt: skip
+    client.post(f"/api/posts/{item}/like/", headers=auth(cat))
+    assert client.get(f"/api/posts/{item}/", headers=auth(bob)).get_json()["like_count"] == 2
+    for _ in range(2):
+        assert client.delete(f"/api/posts/{item}/like/", headers=auth(bob)).get_json()["like_count"] == 1
+    assert client.get("/api/posts/", headers=auth(cat)).get_json()["results"][0]["liked_by_me"] is True
+
+
+def test_like_count_is_exact_under_concurrent_likes(app, client, people, make_user):
+    from tests.test_concurrency import all_at_once
+
+    item = post(client, people["amy"][1]).get_json()["id"]
+    likers = [make_user()[1] for _ in range(10)]
+    all_at_once(app, 20, lambda c, i: c.post(f"/api/posts/{item}/like/", headers=auth(likers[i % 10])))
+    assert client.get(f"/api/posts/{item}/", headers=auth(likers[0])).get_json()["like_count"] == 10
+
+
+def test_comments(client, people):
+    (_, amy), (_, bob), (_, cat) = people["amy"], people["bob"], people["cat"]
+    item = post(client, amy).get_json()["id"]
+    first = client.post(f"/api/posts/{item}/comments/", json={"body": "nice"}, headers=auth(bob)).get_json()
+    client.post(f"/api/posts/{item}/comments/", json={"body": "agreed"}, headers=auth(cat))
+    listing = client.get(f"/api/posts/{item}/comments/?limit=1", headers=auth(amy)).get_json()
+    assert [c["body"] for c in listing["results"]] == ["nice"] and listing["next_cursor"]
+    assert client.get(f"/api/posts/{item}/", headers=auth(amy)).get_json()["comment_count"] == 2
+    assert client.delete(f"/api/comments/{first['id']}/", headers=auth(cat)).status_code == 403
+    assert client.delete(f"/api/comments/{first['id']}/", headers=auth(amy)).status_code == 204  # the post's author
+    assert client.get(f"/api/posts/{item}/", headers=auth(amy)).get_json()["comment_count"] == 1
+    assert client.post(f"/api/posts/{item}/comments/", json={"body": ""}, headers=auth(bob)).status_code == 422
+    assert client.post("/api/posts/999999/comments/", json={"body": "x"}, headers=auth(bob)).status_code == 404
+
+
+def test_list_endpoints_issue_a_constant_number_of_queries(app, client, people, make_user):
+    from sqlalchemy import event
+
+    from bsn.extensions import db
+
+    (amy_id, amy), (bob_id, bob) = people["amy"], people["bob"]
+    client.post(f"/api/users/{bob_id}/follow/", headers=auth(amy))
+    with app.app_context():
+        engine = db.engine
+
+    def count(path):
+        statements = []
+
+        def listener(conn, cursor, statement, *args):
+            statements.append(statement)
+
+        event.listen(engine, "before_cursor_execute", listener)
+        try:
+            assert client.get(path, headers=auth(amy)).status_code == 200
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
+        return len(statements)
+
+    paths = ["/api/feed/?limit=50", "/api/posts/?limit=50", f"/api/users/{bob_id}/followers/?limit=50",
+             f"/api/users/{bob_id}/"]  # fmt: skip
+    post(client, bob, "one")
+    few = [count(p) for p in paths]
+    for i in range(20):
+        item = post(client, bob, f"p{i}").get_json()["id"]
+        _, fan = make_user()
+        client.post(f"/api/users/{bob_id}/follow/", headers=auth(fan))
+        client.post(f"/api/posts/{item}/like/", headers=auth(fan))
+    assert [count(p) for p in paths] == few
+    assert amy_id
