@@ -125,3 +125,21 @@ def test_a_worker_killed_mid_job_leaves_nothing_half_written_and_the_retry_finis
     db.session.rollback()
     assert db.session.scalars(select(LedgerEntry.reference)).all() == ["kill-test"]
     assert int(client.get("test:kill-test:started")) == 2
+
+
+def test_flask_bsn_status_shows_the_schedule_and_fails_when_not_ready(app, ctx):
+    import json
+
+    sync_schedule(app, Scheduler(connection=redis_store.client))
+    result = app.test_cli_runner().invoke(args=["bsn", "status", "--json"])
+    assert result.exit_code == 1  # no worker, no scheduler heartbeat
+    report = json.loads(result.output)
+    sweep = next(row for row in report["schedule"] if row["id"] == "mining-sweep")
+    assert sweep["interval_seconds"] == app.config["CLEANUP_INTERVAL"] and sweep["next_run"]
+    assert report["checks"]["worker"]["ok"] is False and {q["name"] for q in report["queues"]} == {
+        "high",
+        "default",
+        "low",
+    }
+    text = app.test_cli_runner().invoke(args=["bsn", "status"])
+    assert "mining-sweep" in text.output and "BAD scheduler" in text.output
