@@ -92,6 +92,11 @@ def load_settings(instance_path: str) -> dict:
         "MINING_OPTIMIZER_MODULE": _env("MINING_OPTIMIZER_MODULE", "workers.optimizer"),
         "MINING_MARKET_FILE": _env("MINING_MARKET_FILE", ""),  # token price history, optional
         "MINING_DAILY_EMISSION_BUDGET": _env("MINING_DAILY_EMISSION_BUDGET", "1000"),
+        # Uploads and stories
+        "UPLOAD_MAX_BYTES": _int("UPLOAD_MAX_BYTES", 10 * 1024 * 1024),
+        "UPLOAD_DIR": _env("UPLOAD_DIR", ""),  # empty: <instance>/uploads
+        "STORY_TTL": _int("STORY_TTL", 24 * 3600),
+        "STORY_PURGE_INTERVAL": _int("STORY_PURGE_INTERVAL", 3600),
         # Posts
         "POST_MAX_LENGTH": _int("POST_MAX_LENGTH", 5000),
         # Messaging

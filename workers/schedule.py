@@ -22,6 +22,7 @@ PERIODIC: tuple[Periodic, ...] = (
     Periodic("presence-sweep", "workers.presence.sweep", "PRESENCE_SWEEP_INTERVAL", timeout=60, queue=HIGH),
     Periodic("mining-heartbeats", "workers.mining.flush_heartbeats", "HEARTBEAT_FLUSH_INTERVAL", 120, HIGH),
     Periodic("mining-leaderboards", "workers.mining.rebuild_leaderboards", "LEADERBOARD_REBUILD_INTERVAL", 600, LOW),
+    Periodic("story-purge", "workers.media.purge_stories", "STORY_PURGE_INTERVAL", timeout=600, queue=LOW),
     Periodic("dao-close", "workers.dao.close_due", "DAO_CLOSE_INTERVAL", timeout=300),
     Periodic("ledger-audit", "workers.tokens.audit_ledger", "LEDGER_AUDIT_INTERVAL", timeout=1800, queue=LOW),
     Periodic(

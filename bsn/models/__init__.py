@@ -1,6 +1,7 @@
 """All models, imported here so Alembic and the app see one metadata."""
 
 from bsn.models.dao import Proposal, Vote
+from bsn.models.media import Story, StoryView, Upload
 from bsn.models.messaging import Conversation, ConversationMember, Message, MessageReaction
 from bsn.models.mining import Achievement, MiningSession, MiningState
 from bsn.models.nft import Nft, NftCollection, NftListing, NftTransfer
@@ -29,6 +30,9 @@ __all__ = [
     "PostLike",
     "Proposal",
     "Role",
+    "Story",
+    "StoryView",
+    "Upload",
     "User",
     "Vote",
     "Wallet",
