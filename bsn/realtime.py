@@ -44,3 +44,34 @@ def socket_manager():
 
 def notify_user(user_id: int, event: str, data: dict) -> None:
     emit(event, data, NOTIFICATIONS, user_room(user_id))
+
+
+def on_commit(callback) -> None:
+    """Run `callback` once the current transaction commits (dropped if it rolls back), as Zulip sends events.
+
+    The callback runs inside SQLAlchemy's after_commit hook: it may publish, but not query.
+    """
+    from bsn.extensions import db
+
+    db.session.info.setdefault("bsn_on_commit", []).append(callback)
+
+
+def _install_session_hooks() -> None:
+    from sqlalchemy import event
+    from sqlalchemy.orm import Session
+
+    @event.listens_for(Session, "after_commit")
+    def _run(session):
+        callbacks = session.info.pop("bsn_on_commit", [])
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:
+                log.exception("after-commit callback failed")
+
+    @event.listens_for(Session, "after_rollback")
+    def _drop(session):
+        session.info.pop("bsn_on_commit", None)
+
+
+_install_session_hooks()

@@ -47,8 +47,9 @@ def _page(results, next_cursor):
 @blp.arguments(PostListArgsSchema, location="query")
 @blp.response(200, PostPageSchema)
 def list_posts(args):
-    """Posts newest first (`?author=` for one author's)."""
-    return _page(*posts.list_posts(current_caller(), args["limit"], _cursor(args), args.get("author")))
+    """Posts newest first (`?author=` for one author's, `?tag=` for a hashtag's)."""
+    caller = current_caller()
+    return _page(*posts.list_posts(caller, args["limit"], _cursor(args), args.get("author"), args.get("tag")))
 
 
 @blp.route("/posts/", methods=["POST"])

@@ -5,7 +5,9 @@ from bsn.models.media import Story, StoryView, Upload
 from bsn.models.messaging import Conversation, ConversationMember, Message, MessageReaction
 from bsn.models.mining import Achievement, MiningSession, MiningState
 from bsn.models.nft import Nft, NftCollection, NftListing, NftTransfer
+from bsn.models.notifications import Notification, NotificationPreference
 from bsn.models.social import Block, Comment, Follow, Post, PostLike
+from bsn.models.tags import PostTag
 from bsn.models.tokens import LedgerEntry, Wallet
 from bsn.models.users import AuthToken, Role, User
 
@@ -26,8 +28,11 @@ __all__ = [
     "NftCollection",
     "NftListing",
     "NftTransfer",
+    "Notification",
+    "NotificationPreference",
     "Post",
     "PostLike",
+    "PostTag",
     "Proposal",
     "Role",
     "Story",

@@ -73,6 +73,9 @@ class PostListArgsSchema(Schema):
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
     cursor = fields.String(validate=validate.Length(max=500))
     author = fields.Integer(metadata={"description": "only this author's posts"})
+    tag = fields.String(
+        validate=validate.Length(min=1, max=65), metadata={"description": "a hashtag, with or without #"}
+    )
 
 
 class CommentCreateSchema(Schema):

@@ -201,6 +201,13 @@ def user_id_for_token(raw_token: str) -> int | None:
 PROFILE_FIELDS = ("display_name", "bio", "avatar_url")
 
 
+def user_json(user: User | None) -> dict | None:
+    """The user object of CONTRACT.md, as every answer shows another user."""
+    if user is None:
+        return None
+    return {"id": user.id, "username": user.username, "display_name": user.display_name, "avatar_url": user.avatar_url}
+
+
 ACCOUNT_CACHE = "auth:account:{}"
 ACCOUNT_FIELDS = ("id", "username", "email", "display_name", "bio", "avatar_url", "role")
 

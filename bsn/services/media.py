@@ -18,7 +18,8 @@ from bsn.dbtools import insert_ignore
 from bsn.errors import Forbidden, NotFound, ValidationError
 from bsn.extensions import db
 from bsn.models import Follow, Story, StoryView, Upload, User
-from bsn.services.users import blocked_between, user_json
+from bsn.services.accounts import user_json
+from bsn.services.users import blocked_between
 from bsn.storage import storage
 
 log = logging.getLogger(__name__)

@@ -20,6 +20,8 @@ from bsn.dbtools import insert_ignore, lock
 from bsn.errors import Conflict, Forbidden, NotFound, ValidationError
 from bsn.extensions import db, redis_store
 from bsn.models import Conversation, ConversationMember, Message, MessageReaction, User
+from bsn.services import notifications, presence
+from bsn.services.accounts import user_json
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +235,8 @@ def send_message(sender: Actor, conversation_id: int, body: str, client_id: str 
             .where(ConversationMember.conversation_id == conversation_id, ConversationMember.user_id == sender.id)
             .values(last_read_seq=conversation.last_seq)
         )
+        db.session.flush()
+        _notify_offline_members(conversation_id, sender.id, message)
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
@@ -246,6 +250,22 @@ def send_message(sender: Actor, conversation_id: int, body: str, client_id: str 
     data = present(message, _users({sender.id}))
     realtime.emit("new_message", data, CHAT, conversation_room(conversation_id))
     return data
+
+
+def _notify_offline_members(conversation_id: int, sender_id: int, message: Message) -> None:
+    """Members with no live connection get a stored notification (the online ones see the message live)."""
+    others = list(
+        db.session.scalars(
+            select(ConversationMember.user_id).where(
+                ConversationMember.conversation_id == conversation_id, ConversationMember.user_id != sender_id
+            )
+        )
+    )
+    online = presence.online_among(others)
+    for user_id in others:
+        if user_id not in online:
+            data = {"conversation_id": conversation_id, "message_id": message.id, "seq": message.seq}
+            notifications.notify(user_id, "message", sender_id, data)
 
 
 def _by_client_id(sender_id: int, client_id: str) -> Message | None:
@@ -401,12 +421,6 @@ def _reactions(message_ids: list[int]) -> dict[int, list[dict]]:
         for reaction in rows:
             result.setdefault(reaction.message_id, []).append({"user_id": reaction.user_id, "emoji": reaction.emoji})
     return result
-
-
-def user_json(user: User | None) -> dict | None:
-    if user is None:
-        return None
-    return {"id": user.id, "username": user.username, "display_name": user.display_name, "avatar_url": user.avatar_url}
 
 
 def present(message: Message, senders: dict[int, User], reactions: list[dict] | None = None) -> dict:

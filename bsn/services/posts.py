@@ -5,10 +5,11 @@ Bodies are stored exactly as typed and returned as plain JSON strings; clients i
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from flask import current_app
-from sqlalchemy import and_, delete, exists, literal, or_, select, tuple_, update
+from sqlalchemy import and_, delete, exists, func, literal, or_, select, tuple_, update
 
 from bsn import realtime
 from bsn.actors import Actor
@@ -17,8 +18,10 @@ from bsn.clock import now as clock_now
 from bsn.dbtools import insert_ignore
 from bsn.errors import Forbidden, NotFound, ValidationError
 from bsn.extensions import db
-from bsn.models import Block, Comment, Follow, Post, PostLike, User
-from bsn.services.users import blocked_between, user_json
+from bsn.models import Block, Comment, Follow, Post, PostLike, PostTag, User
+from bsn.services import notifications
+from bsn.services.accounts import user_json
+from bsn.services.users import blocked_between
 
 PUBLIC, FOLLOWERS = "public", "followers"
 VISIBILITIES = (PUBLIC, FOLLOWERS)
@@ -33,9 +36,28 @@ def _check_body(body: str) -> str:
     return body
 
 
+MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_]{3,30})")
+HASHTAG = re.compile(r"(?<![\w#])#(\w{1,64})")
+
+
+def _tags_and_mentions(post: Post, actor_id: int) -> None:
+    """Store the post's hashtags and notify the users it mentions (in the caller's transaction)."""
+    db.session.execute(delete(PostTag).where(PostTag.post_id == post.id))
+    tags = sorted({tag.lower() for tag in HASHTAG.findall(post.body)})
+    for tag in tags:
+        db.session.add(PostTag(post_id=post.id, tag=tag))
+    names = {name.lower() for name in MENTION.findall(post.body)}
+    if names:
+        mentioned = db.session.scalars(select(User.id).where(func.lower(User.username).in_(names)))
+        for user_id in mentioned:
+            notifications.notify(user_id, "mention", actor_id, {"post_id": post.id})
+
+
 def create_post(author: Actor, body: str, visibility: str = PUBLIC, media: list[str] | None = None) -> dict:
     post = Post(author_id=author.id, body=_check_body(body), visibility=visibility, media=media or [])
     db.session.add(post)
+    db.session.flush()
+    _tags_and_mentions(post, author.id)
     db.session.commit()
     data = item(post, db.session.get(User, author.id), liked=False)
     followers = select(Follow.follower_id).where(Follow.followee_id == author.id)
@@ -77,6 +99,7 @@ def edit_post(editor: Actor, post_id: int, changes: dict) -> dict:
         raise Forbidden("Only the author can edit a post.")
     if "body" in changes:
         post.body = _check_body(changes["body"])
+        _tags_and_mentions(post, editor.id)
     if "visibility" in changes:
         post.visibility = changes["visibility"]
     post.edited_at = clock_now()
@@ -153,7 +176,7 @@ def _followees(viewer_id: int):
     return select(Follow.followee_id).where(Follow.follower_id == viewer_id)
 
 
-def list_posts(viewer: Actor, limit: int, cursor=None, author_id: int | None = None):
+def list_posts(viewer: Actor, limit: int, cursor=None, author_id: int | None = None, tag: str | None = None):
     """Posts the viewer may see, newest first: everyone's public ones, their followees' and their own."""
     stmt = _page_statement(viewer.id).where(
         or_(Post.visibility == PUBLIC, Post.author_id == viewer.id, Post.author_id.in_(_followees(viewer.id))),
@@ -161,6 +184,8 @@ def list_posts(viewer: Actor, limit: int, cursor=None, author_id: int | None = N
     )
     if author_id is not None:
         stmt = stmt.where(Post.author_id == author_id)
+    if tag:
+        stmt = stmt.where(Post.id.in_(select(PostTag.post_id).where(PostTag.tag == tag.lstrip("#").lower())))
     return _run_page(stmt, limit, cursor)
 
 
@@ -197,6 +222,7 @@ def like(user: Actor, post_id: int) -> dict:
     )
     if added:
         db.session.execute(update(Post).where(Post.id == post_id).values(like_count=Post.like_count + added))
+        notifications.notify(post.author_id, "like", user.id, {"post_id": post_id})
     db.session.commit()
     if added and post.author_id != user.id:
         realtime.emit(
@@ -229,6 +255,12 @@ def add_comment(author: Actor, post_id: int, body: str) -> dict:
     comment = Comment(post_id=post_id, author_id=author.id, body=_check_body(body))
     db.session.add(comment)
     db.session.execute(update(Post).where(Post.id == post_id).values(comment_count=Post.comment_count + 1))
+    db.session.flush()
+    notifications.notify(post.author_id, "comment", author.id, {"post_id": post_id, "comment_id": comment.id})
+    for name in {n.lower() for n in MENTION.findall(comment.body)}:
+        mentioned = db.session.scalar(select(User.id).where(func.lower(User.username) == name))
+        if mentioned is not None and mentioned != post.author_id:
+            notifications.notify(mentioned, "mention", author.id, {"post_id": post_id, "comment_id": comment.id})
     db.session.commit()
     if post.author_id != author.id:
         realtime.emit("comment_created", {"post_id": post_id, "comment_id": comment.id}, "/feed",

@@ -91,6 +91,17 @@ def _offline(user_id: int, now: float) -> None:
         announce(user_id, False, last or now)
 
 
+def online_among(user_ids: list[int]) -> set[int]:
+    """Which of these users have a live connection now."""
+    if not user_ids:
+        return set()
+    stale = _stale_before(time.time())
+    pipe = redis_store.client.pipeline()
+    for uid in user_ids:
+        pipe.zscore(ONLINE, str(uid))
+    return {uid for uid, score in zip(user_ids, pipe.execute(), strict=True) if score is not None and score >= stale}
+
+
 def contacts(user_id: int) -> set[int]:
     """The users who may see this user's presence: everyone who shares a conversation with them."""
     mine = select(ConversationMember.conversation_id).where(ConversationMember.user_id == user_id)

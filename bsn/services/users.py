@@ -11,10 +11,8 @@ from bsn.dbtools import insert_ignore
 from bsn.errors import Forbidden, NotFound, ValidationError
 from bsn.extensions import db
 from bsn.models import Block, Follow, Post, User
-
-
-def user_json(user) -> dict:
-    return {"id": user.id, "username": user.username, "display_name": user.display_name, "avatar_url": user.avatar_url}
+from bsn.services import notifications
+from bsn.services.accounts import user_json
 
 
 def blocked_between(a: int, b: int) -> bool:
@@ -94,7 +92,11 @@ def follow(follower: Actor, user_id: int) -> dict:
     _visible_user(follower, user_id)
     if blocked_between(follower.id, user_id):
         raise Forbidden("You cannot follow this user.", code="blocked")
-    insert_ignore(Follow, [{"follower_id": follower.id, "followee_id": user_id}], ["follower_id", "followee_id"])
+    added = insert_ignore(
+        Follow, [{"follower_id": follower.id, "followee_id": user_id}], ["follower_id", "followee_id"]
+    )
+    if added:
+        notifications.notify(user_id, "follow", follower.id)
     db.session.commit()
     realtime.emit("user_followed", {"follower": follower.id, "user_id": user_id}, "/feed", realtime.user_room(user_id))
     return {"user_id": user_id, "following": True}

@@ -3,7 +3,7 @@
 from flask_socketio import join_room
 from marshmallow import Schema, fields, validate
 
-from bsn.errors import BSNError
+from bsn.services import notifications
 from bsn.sockets.base import BSNNamespace
 
 
@@ -30,4 +30,4 @@ class NotificationsNamespace(BSNNamespace):
         join_room("dao")
 
     def on_mark_read(self, caller, payload):
-        raise BSNError("Stored notifications arrive with the social features.", code="not_available")
+        return {"unread_count": notifications.mark_read(caller, payload["ids"])}

@@ -1,0 +1,113 @@
+"""Notifications: stored in the same transaction as what they tell of, pushed after it commits."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select, update
+
+from bsn import realtime
+from bsn.actors import Actor
+from bsn.clock import isoformat
+from bsn.clock import now as clock_now
+from bsn.errors import ValidationError
+from bsn.extensions import db
+from bsn.models import Notification, NotificationPreference, User
+from bsn.services.accounts import user_json
+
+KINDS = (
+    "follow", "like", "comment", "mention", "message", "group_request",
+    "mining_stopped", "nft_sold", "proposal_closed",
+)  # fmt: skip
+
+
+def wanted(user_id: int, kind: str) -> bool:
+    disabled = db.session.scalar(
+        select(NotificationPreference.disabled).where(NotificationPreference.user_id == user_id)
+    )
+    return kind not in (disabled or [])
+
+
+def notify(user_id: int, kind: str, actor_id: int | None = None, data: dict | None = None) -> None:
+    """Add a notification to the caller's transaction (unless the user opted out of its kind)."""
+    if user_id == actor_id or not wanted(user_id, kind):
+        return
+    notification = Notification(user_id=user_id, kind=kind, actor_id=actor_id, data=data or {}, created_at=clock_now())
+    db.session.add(notification)
+    db.session.flush()
+    payload = {"id": notification.id, "kind": kind, "actor_id": actor_id, "data": data or {},
+               "created_at": isoformat(notification.created_at)}  # fmt: skip
+    # Counted now, inside the transaction: no SQL may run once it has committed.
+    count = unread_count(user_id)
+    realtime.on_commit(lambda: _push(user_id, payload, count))
+
+
+def _push(user_id: int, payload: dict, count: int) -> None:
+    realtime.notify_user(user_id, "notification", payload)
+    realtime.notify_user(user_id, "unread_count", {"count": count})
+
+
+def unread_count(user_id: int) -> int:
+    return db.session.scalar(
+        select(func.count()).where(Notification.user_id == user_id, Notification.read_at.is_(None))
+    )
+
+
+def listing(viewer: Actor, limit: int, before_id: int | None, unread_only: bool = False):
+    stmt = (
+        select(Notification, User)
+        .outerjoin(User, User.id == Notification.actor_id)
+        .where(Notification.user_id == viewer.id)
+    )
+    if unread_only:
+        stmt = stmt.where(Notification.read_at.is_(None))
+    if before_id is not None:
+        stmt = stmt.where(Notification.id < before_id)
+    rows = db.session.execute(stmt.order_by(Notification.id.desc()).limit(limit + 1)).all()
+    page = rows[:limit]
+    results = [
+        {
+            "id": n.id,
+            "kind": n.kind,
+            "actor": user_json(actor) if actor else None,
+            "data": n.data,
+            "read": n.read_at is not None,
+            "created_at": isoformat(n.created_at),
+        }
+        for n, actor in page
+    ]
+    return results, (page[-1][0].id if len(rows) > limit else None), unread_count(viewer.id)
+
+
+def mark_read(viewer: Actor, ids: list[int] | None) -> int:
+    """Mark the given notifications (or all) read; returns the new unread count, pushed to the user's sockets."""
+    stmt = update(Notification).where(Notification.user_id == viewer.id, Notification.read_at.is_(None))
+    if ids is not None:
+        stmt = stmt.where(Notification.id.in_(ids))
+    db.session.execute(stmt.values(read_at=clock_now()))
+    db.session.commit()
+    count = unread_count(viewer.id)
+    realtime.notify_user(viewer.id, "unread_count", {"count": count})
+    return count
+
+
+def preferences(viewer: Actor) -> dict[str, bool]:
+    disabled = (
+        db.session.scalar(select(NotificationPreference.disabled).where(NotificationPreference.user_id == viewer.id))
+        or []
+    )
+    return {kind: kind not in disabled for kind in KINDS}
+
+
+def set_preferences(viewer: Actor, changes: dict[str, bool]) -> dict[str, bool]:
+    unknown = [kind for kind in changes if kind not in KINDS]
+    if unknown:
+        raise ValidationError(fields={kind: ["Unknown notification kind."] for kind in unknown})
+    current = preferences(viewer)
+    current.update(changes)
+    disabled = sorted(kind for kind, on in current.items() if not on)
+    row = db.session.get(NotificationPreference, viewer.id)
+    if row is None:
+        db.session.add(NotificationPreference(user_id=viewer.id, disabled=disabled))
+    else:
+        row.disabled = disabled
+    db.session.commit()
+    return current
