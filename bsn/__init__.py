@@ -112,7 +112,21 @@ def _origin_check(allowed: list[str]):
 
 
 def _register_blueprints(app: Flask) -> None:
-    from bsn.blueprints import admin, auth, dao, media, messaging, mining, nft, notifications, ops, posts, tokens, users
+    from bsn.blueprints import (
+        admin,
+        auth,
+        dao,
+        media,
+        messaging,
+        mining,
+        moderation,
+        nft,
+        notifications,
+        ops,
+        posts,
+        tokens,
+        users,
+    )
     from bsn.http import Api
 
     api = Api(
@@ -122,7 +136,7 @@ def _register_blueprints(app: Flask) -> None:
         },
     )
     app.extensions["bsn_api"] = api
-    blueprints = (ops, auth, users, posts, media, messaging, notifications, mining, tokens, nft, dao, admin)
+    blueprints = (ops, auth, users, posts, media, messaging, notifications, moderation, mining, tokens, nft, dao, admin)
     for blueprint in (module.blp for module in blueprints):
         api.register_blueprint(blueprint)
     admin.init_dashboard(app)

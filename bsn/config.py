@@ -97,6 +97,10 @@ def load_settings(instance_path: str) -> dict:
         "UPLOAD_DIR": _env("UPLOAD_DIR", ""),  # empty: <instance>/uploads
         "STORY_TTL": _int("STORY_TTL", 24 * 3600),
         "STORY_PURGE_INTERVAL": _int("STORY_PURGE_INTERVAL", 3600),
+        # Auto-moderation of posts, comments and messages
+        "MODERATION_BLOCKED_WORDS": _list("MODERATION_BLOCKED_WORDS", ""),
+        "MODERATION_MAX_LINKS": _int("MODERATION_MAX_LINKS", 3),
+        "MODERATION_MODE": _env("MODERATION_MODE", "reject"),  # reject, or hold (posts) for review
         # Posts
         "POST_MAX_LENGTH": _int("POST_MAX_LENGTH", 5000),
         # Messaging

@@ -53,14 +53,21 @@ class PrivateRedis:
         os.makedirs(self.directory, exist_ok=True)
         args = [
             redis_server_binary(),
-            "--bind", "127.0.0.1",
-            "--port", str(self.port),
-            "--dir", self.directory,
-            "--protected-mode", "yes",
-            "--daemonize", "no",
-            "--loglevel", "warning",
-            "--logfile", os.path.join(self.directory, "redis.log"),
-        ]  # fmt: skip
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dir",
+            self.directory,
+            "--protected-mode",
+            "yes",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+            "--logfile",
+            os.path.join(self.directory, "redis.log"),
+        ]
         if self.persist:
             args += ["--appendonly", "yes", "--save", "60 1"]
         else:

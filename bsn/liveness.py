@@ -130,6 +130,12 @@ def status() -> dict:
     queues = []
     for name in ALL:
         q = Queue(name, connection=connection)
-        queues.append({"name": name, "queued": q.count, "started": q.started_job_registry.count,
-                       "failed": q.failed_job_registry.count})  # fmt: skip
+        queues.append(
+            {
+                "name": name,
+                "queued": q.count,
+                "started": q.started_job_registry.count,
+                "failed": q.failed_job_registry.count,
+            }
+        )
     return {"checks": checks(), "schedule": schedule, "workers": workers, "queues": queues}

@@ -89,13 +89,24 @@ def web_process(app, port: int | None = None, **env):
 
     port = port or free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "--no-control-socket",
-         "-b", f"127.0.0.1:{port}", "wsgi:app"],
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-k",
+            "gevent",
+            "-w",
+            "1",
+            "--no-control-socket",
+            "-b",
+            f"127.0.0.1:{port}",
+            "wsgi:app",
+        ],
         cwd=ROOT,
         env=service_env(app, LOG_LEVEL="WARNING", **env),
         stdin=subprocess.DEVNULL,
         start_new_session=True,
-    )  # fmt: skip
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until(lambda: _answers(url, process), timeout=30, interval=0.1, message=f"gunicorn on {url}")

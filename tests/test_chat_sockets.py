@@ -60,8 +60,14 @@ def test_send_acks_the_stored_message_and_the_other_member_receives_it(sockets, 
 
 def test_bad_payloads_get_an_error_event_and_the_connection_stays(sockets, pair):
     ann = sockets(pair["ann"][1])
-    bad = [None, "text", {"conversation_id": "1", "body": "x"}, {"conversation_id": pair["chat"]},
-           {"conversation_id": pair["chat"], "body": "x" * 5000}, [1, 2]]  # fmt: skip
+    bad = [
+        None,
+        "text",
+        {"conversation_id": "1", "body": "x"},
+        {"conversation_id": pair["chat"]},
+        {"conversation_id": pair["chat"], "body": "x" * 5000},
+        [1, 2],
+    ]
     for payload in bad:
         ack = ann.call("send_message", payload)
         assert ack["error"]["code"] in ("validation_error", "invalid_payload"), payload

@@ -50,9 +50,10 @@ def test_a_collection_and_its_first_mint(client, market):
     assert market.collection["symbol"] == "CAT" and market.collection["royalty_bps"] == 250
     assert market.nft["token_number"] == 1 and market.nft["owner_id"] == market.creator[0]
     second = client.post(
-        f"/api/nft/collections/{market.collection['id']}/mint/", json={"name": "Cat #2", "image": IMAGE},
+        f"/api/nft/collections/{market.collection['id']}/mint/",
+        json={"name": "Cat #2", "image": IMAGE},
         headers=auth(market.creator[1]),
-    ).get_json()  # fmt: skip
+    ).get_json()
     assert second["token_number"] == 2
     meta = client.get(f"/api/nft/tokens/{market.nft['id']}/metadata").get_json()
     assert meta == {
@@ -87,8 +88,12 @@ def test_minting_is_for_the_creator_with_valid_metadata(client, market):
         url, json={"name": "X", "image": IMAGE, "attributes": [{"trait_type": "a"}]}, headers=auth(market.creator[1])
     )
     assert attrs.status_code == 422
-    assert client.post("/api/nft/collections/999999/mint/", json={"name": "X", "image": IMAGE},
-                       headers=auth(market.creator[1])).status_code == 404  # fmt: skip
+    assert (
+        client.post(
+            "/api/nft/collections/999999/mint/", json={"name": "X", "image": IMAGE}, headers=auth(market.creator[1])
+        ).status_code
+        == 404
+    )
 
 
 def test_a_sale_pays_seller_and_creator_exactly_and_moves_ownership(client, market):
@@ -176,8 +181,9 @@ def test_two_buyers_racing_for_one_nft_exactly_one_gets_it(app, client, market, 
         grant(user_id, "100")
         racers.append(token)
     listing = list_nft(client, market.nft["id"], market.creator[1], "40").get_json()
-    answers = all_at_once(app, len(racers), lambda c, i: c.post(f"/api/nft/listings/{listing['id']}/buy/",
-                                                                headers=auth(racers[i])))  # fmt: skip
+    answers = all_at_once(
+        app, len(racers), lambda c, i: c.post(f"/api/nft/listings/{listing['id']}/buy/", headers=auth(racers[i]))
+    )
     codes = sorted(a.status_code for a in answers)
     assert codes == [200] + [409] * (len(racers) - 1)
     assert {a.get_json()["error"]["code"] for a in answers if a.status_code == 409} == {"listing_closed"}

@@ -89,15 +89,32 @@ def test_the_fixture_gives_the_pinned_report_byte_for_byte():
 def test_the_report_has_its_keys_in_a_fixed_order():
     got = report_of("--sessions", SESSIONS, "--market", MARKET)
     assert list(got) == [
-        "version", "mode", "generated_at", "window", "sessions", "users", "daily_budget", "objective",
-        "algorithms", "best_algorithm", "total_profit", "offline_mining", "notes",
-    ]  # fmt: skip
+        "version",
+        "mode",
+        "generated_at",
+        "window",
+        "sessions",
+        "users",
+        "daily_budget",
+        "objective",
+        "algorithms",
+        "best_algorithm",
+        "total_profit",
+        "offline_mining",
+        "notes",
+    ]
     assert list(got["algorithms"]) == ["bsn", "pi", "ice", "hamster"]
     for metrics in got["algorithms"].values():
         assert list(metrics) == [
-            "rule", "tokens_emitted", "value", "top1_share", "uncovered_tokens", "active_miner_tokens",
-            "daily_emission", "within_budget",
-        ]  # fmt: skip
+            "rule",
+            "tokens_emitted",
+            "value",
+            "top1_share",
+            "uncovered_tokens",
+            "active_miner_tokens",
+            "daily_emission",
+            "within_budget",
+        ]
     assert got["version"] == 1 and got["mode"] == "full"
     assert got["generated_at"] == "2024-05-03T11:00:00Z"  # the latest timestamp in the input
     assert got["sessions"] == 8 and got["users"] == 4 and got["daily_budget"] == "1000"
@@ -126,9 +143,15 @@ def test_bsn_numbers_match_a_hand_computation():
     # Spelled out for the reader: 2 h x 0.606, 7 min x 0.6 (heartbeats stopped), 24 h x 1.2, 155 min x 0.6,
     # 70 min x 0.25 (floored), 3 h x 0.606, 1.5 h x 1.2, and the open session's 2 h x 0.25 up to "now".
     by_hand = [
-        Fraction("1.212"), Fraction("0.07"), Fraction("28.8"), Fraction("1.55"),
-        Fraction("0.29166666"), Fraction("1.818"), Fraction("1.8"), Fraction("0.5"),
-    ]  # fmt: skip
+        Fraction("1.212"),
+        Fraction("0.07"),
+        Fraction("28.8"),
+        Fraction("1.55"),
+        Fraction("0.29166666"),
+        Fraction("1.818"),
+        Fraction("1.8"),
+        Fraction("0.5"),
+    ]
     assert total == sum(by_hand) == Fraction("36.04166666")
 
     got = report_of("--sessions", SESSIONS, "--market", MARKET)
@@ -195,8 +218,10 @@ def test_offline_mining_is_sorted_by_excess_then_user():
     )
     # Each covered 5 min at 1/h = 0.08333333.
     assert [(o["user_id"], o["excess"]) for o in report.detect_offline_mining(sessions, TIMEOUT)] == [
-        (2, "8.91666667"), (3, "2.91666667"), (5, "2.91666667"),
-    ]  # fmt: skip
+        (2, "8.91666667"),
+        (3, "2.91666667"),
+        (5, "2.91666667"),
+    ]
 
 
 # ---- the other algorithms and the choice ----
@@ -243,9 +268,15 @@ def test_pi_uses_the_distinct_users_when_user_count_is_missing():
     # user 1: 0.28/h x 2 h and x 3 h; user 2: 0.2/h x 7 min and x 155 min; user 3: 0.4/h x 24 h and x 1.5 h;
     # user 4: 0.2/h x 70 min and x 2 h.
     by_hand = [
-        Fraction("0.56"), Fraction("0.84"), Fraction("0.02333333"), Fraction("0.51666666"),
-        Fraction("9.6"), Fraction("0.6"), Fraction("0.23333333"), Fraction("0.4"),
-    ]  # fmt: skip
+        Fraction("0.56"),
+        Fraction("0.84"),
+        Fraction("0.02333333"),
+        Fraction("0.51666666"),
+        Fraction("9.6"),
+        Fraction("0.6"),
+        Fraction("0.23333333"),
+        Fraction("0.4"),
+    ]
     assert as_fraction(got["algorithms"]["pi"]["tokens_emitted"]) == sum(by_hand)
     assert any("4 distinct user(s)" in note for note in got["notes"])
 

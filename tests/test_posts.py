@@ -91,7 +91,10 @@ def test_likes_are_idempotent_and_counted(client, people):
     item = post(client, amy).get_json()["id"]
     for _ in range(2):
         assert client.post(f"/api/posts/{item}/like/", headers=auth(bob)).get_json() == {
-            "post_id": item, "like_count": 1, "liked_by_me": True}  # fmt: skip
+            "post_id": item,
+            "like_count": 1,
+            "liked_by_me": True,
+        }
     client.post(f"/api/posts/{item}/like/", headers=auth(cat))
     assert client.get(f"/api/posts/{item}/", headers=auth(bob)).get_json()["like_count"] == 2
     for _ in range(2):
@@ -146,8 +149,12 @@ def test_list_endpoints_issue_a_constant_number_of_queries(app, client, people, 
             event.remove(engine, "before_cursor_execute", listener)
         return len(statements)
 
-    paths = ["/api/feed/?limit=50", "/api/posts/?limit=50", f"/api/users/{bob_id}/followers/?limit=50",
-             f"/api/users/{bob_id}/"]  # fmt: skip
+    paths = [
+        "/api/feed/?limit=50",
+        "/api/posts/?limit=50",
+        f"/api/users/{bob_id}/followers/?limit=50",
+        f"/api/users/{bob_id}/",
+    ]
     post(client, bob, "one")
     few = [count(p) for p in paths]
     for i in range(20):

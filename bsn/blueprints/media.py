@@ -22,8 +22,11 @@ class UploadSchema(Schema):
 
 
 class StoryCreateSchema(Schema):
-    media = fields.String(required=True, validate=validate.Length(min=1, max=500),
-                          metadata={"description": "an upload id or an https URL"})  # fmt: skip
+    media = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=500),
+        metadata={"description": "an upload id or an https URL"},
+    )
     caption = fields.String(load_default="", validate=validate.Length(max=500))
 
 

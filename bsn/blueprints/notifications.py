@@ -33,8 +33,11 @@ class NotificationPageSchema(Schema):
 
 
 class MarkReadSchema(Schema):
-    ids = fields.List(fields.Integer(strict=True), validate=validate.Length(min=1, max=500),
-                      metadata={"description": "leave out to mark all read"})  # fmt: skip
+    ids = fields.List(
+        fields.Integer(strict=True),
+        validate=validate.Length(min=1, max=500),
+        metadata={"description": "leave out to mark all read"},
+    )
 
 
 class UnreadSchema(Schema):

@@ -4,6 +4,7 @@ from bsn.models.dao import Proposal, Vote
 from bsn.models.media import Story, StoryView, Upload
 from bsn.models.messaging import Conversation, ConversationMember, Message, MessageReaction
 from bsn.models.mining import Achievement, MiningSession, MiningState
+from bsn.models.moderation import ModerationAction, Report
 from bsn.models.nft import Nft, NftCollection, NftListing, NftTransfer
 from bsn.models.notifications import Notification, NotificationPreference
 from bsn.models.social import Block, Comment, Follow, Post, PostLike
@@ -24,6 +25,7 @@ __all__ = [
     "MessageReaction",
     "MiningSession",
     "MiningState",
+    "ModerationAction",
     "Nft",
     "NftCollection",
     "NftListing",
@@ -34,6 +36,7 @@ __all__ = [
     "PostLike",
     "PostTag",
     "Proposal",
+    "Report",
     "Role",
     "Story",
     "StoryView",

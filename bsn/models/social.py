@@ -55,6 +55,7 @@ class Post(db.Model):
     comment_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    hidden_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # by a moderator, or held for review
 
     __table_args__ = (
         Index("ix_posts_created_at_id", "created_at", "id"),

@@ -106,10 +106,18 @@ def vote(voter: Actor, proposal_id: int, option: int) -> Vote:
     # Insert-or-update in two idempotent statements: a voter's concurrent votes cannot make two rows.
     insert_ignore(
         Vote,
-        [{"proposal_id": proposal.id, "voter_id": voter.id, "option": option, "weight": weight,
-          "created_at": at, "updated_at": at}],
+        [
+            {
+                "proposal_id": proposal.id,
+                "voter_id": voter.id,
+                "option": option,
+                "weight": weight,
+                "created_at": at,
+                "updated_at": at,
+            }
+        ],
         ["proposal_id", "voter_id"],
-    )  # fmt: skip
+    )
     db.session.execute(
         update(Vote)
         .where(Vote.proposal_id == proposal.id, Vote.voter_id == voter.id)

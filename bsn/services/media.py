@@ -109,8 +109,9 @@ def create_story(author: Actor, media: str, caption: str = "") -> dict:
     db.session.add(story)
     db.session.commit()
     for follower_id in db.session.scalars(select(Follow.follower_id).where(Follow.followee_id == author.id)):
-        realtime.emit("story_created", {"story_id": story.id, "author_id": author.id}, "/feed",
-                      realtime.user_room(follower_id))  # fmt: skip
+        realtime.emit(
+            "story_created", {"story_id": story.id, "author_id": author.id}, "/feed", realtime.user_room(follower_id)
+        )
     return story_json(story, db.session.get(User, author.id))
 
 
@@ -146,8 +147,11 @@ def view_story(viewer: Actor, story_id: int) -> dict:
     """Counted once per viewer."""
     story = _live_story(viewer, story_id)
     if story.author_id != viewer.id:
-        added = insert_ignore(StoryView, [{"story_id": story_id, "viewer_id": viewer.id, "viewed_at": clock_now()}],
-                              ["story_id", "viewer_id"])  # fmt: skip
+        added = insert_ignore(
+            StoryView,
+            [{"story_id": story_id, "viewer_id": viewer.id, "viewed_at": clock_now()}],
+            ["story_id", "viewer_id"],
+        )
         if added:
             db.session.execute(update(Story).where(Story.id == story_id).values(view_count=Story.view_count + 1))
         db.session.commit()
@@ -172,9 +176,11 @@ def viewers(owner: Actor, story_id: int) -> list[dict]:
     if story.author_id != owner.id:
         raise Forbidden("Only the story's author sees who viewed it.")
     rows = db.session.execute(
-        select(StoryView, User).join(User, User.id == StoryView.viewer_id).where(StoryView.story_id == story_id)
+        select(StoryView, User)
+        .join(User, User.id == StoryView.viewer_id)
+        .where(StoryView.story_id == story_id)
         .order_by(StoryView.viewed_at)
-    ).all()  # fmt: skip
+    ).all()
     return [{"user": user_json(u), "viewed_at": isoformat(v.viewed_at), "reaction": v.reaction} for v, u in rows]
 
 
@@ -190,9 +196,15 @@ def purge_stories(batch: int = 1000) -> int:
         ids = [r.id for r in rows]
         uploads = {r.upload_id for r in rows if r.upload_id}
         db.session.execute(delete(Story).where(Story.id.in_(ids)))
-        still_used = set(
-            db.session.scalars(select(Story.upload_id).where(Story.upload_id.in_(uploads)).group_by(Story.upload_id))
-        ) if uploads else set()  # fmt: skip
+        still_used = (
+            set(
+                db.session.scalars(
+                    select(Story.upload_id).where(Story.upload_id.in_(uploads)).group_by(Story.upload_id)
+                )
+            )
+            if uploads
+            else set()
+        )
         orphans = sorted(uploads - still_used)
         if orphans:
             db.session.execute(delete(Upload).where(Upload.id.in_(orphans)))

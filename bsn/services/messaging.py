@@ -20,7 +20,7 @@ from bsn.dbtools import insert_ignore, lock
 from bsn.errors import Conflict, Forbidden, NotFound, ValidationError
 from bsn.extensions import db, redis_store
 from bsn.models import Conversation, ConversationMember, Message, MessageReaction, User
-from bsn.services import notifications, presence
+from bsn.services import moderation, notifications, presence
 from bsn.services.accounts import user_json
 
 log = logging.getLogger(__name__)
@@ -123,10 +123,18 @@ def add_members(actor: Actor, conversation_id: int, user_ids: list[int]) -> Conv
         raise ValidationError(fields={"user_ids": [f"No such users: {sorted(set(user_ids) - found)}."]})
     insert_ignore(
         ConversationMember,
-        [{"conversation_id": conversation_id, "user_id": uid, "role": "member", "last_read_seq": 0,
-          "joined_at": clock_now()} for uid in user_ids],
+        [
+            {
+                "conversation_id": conversation_id,
+                "user_id": uid,
+                "role": "member",
+                "last_read_seq": 0,
+                "joined_at": clock_now(),
+            }
+            for uid in user_ids
+        ],
         ["conversation_id", "user_id"],
-    )  # fmt: skip
+    )
     db.session.commit()
     _announce_conversation(conversation, list(user_ids))
     return conversation
@@ -205,6 +213,8 @@ def send_message(sender: Actor, conversation_id: int, body: str, client_id: str 
         raise ValidationError(fields={"body": ["A message needs text or an attachment."]})
     if len(body) > current_app.config["MESSAGE_MAX_LENGTH"]:
         raise ValidationError(fields={"body": [f"At most {current_app.config['MESSAGE_MAX_LENGTH']} characters."]})
+    if body and moderation.screen(body) == moderation.HOLD:
+        raise ValidationError("This message was not accepted by auto-moderation.", fields={"body": ["Not accepted."]})
     if client_id:
         earlier = _by_client_id(sender.id, client_id)
         if earlier is not None:

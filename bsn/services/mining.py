@@ -111,8 +111,20 @@ def _set_hard_deadline(session: MiningSession) -> None:
 
 
 def _state_for_update(user_id: int) -> MiningState:
-    insert_ignore(MiningState, [{"user_id": user_id, "pending": 0, "total_mined": 0, "streak_days": 0,
-                                 "sessions_count": 0, "created_at": clock_now()}], ["user_id"])  # fmt: skip
+    insert_ignore(
+        MiningState,
+        [
+            {
+                "user_id": user_id,
+                "pending": 0,
+                "total_mined": 0,
+                "streak_days": 0,
+                "sessions_count": 0,
+                "created_at": clock_now(),
+            }
+        ],
+        ["user_id"],
+    )
     # populate_existing: what this session may have loaded before the lock is stale now.
     stmt = select(MiningState).where(MiningState.user_id == user_id).execution_options(populate_existing=True)
     state = lock(stmt, MiningState, MiningState.user_id == user_id).unique().scalar_one()

@@ -14,9 +14,16 @@ from bsn.models import Notification, NotificationPreference, User
 from bsn.services.accounts import user_json
 
 KINDS = (
-    "follow", "like", "comment", "mention", "message", "group_request",
-    "mining_stopped", "nft_sold", "proposal_closed",
-)  # fmt: skip
+    "follow",
+    "like",
+    "comment",
+    "mention",
+    "message",
+    "group_request",
+    "mining_stopped",
+    "nft_sold",
+    "proposal_closed",
+)
 
 
 def wanted(user_id: int, kind: str) -> bool:
@@ -33,8 +40,13 @@ def notify(user_id: int, kind: str, actor_id: int | None = None, data: dict | No
     notification = Notification(user_id=user_id, kind=kind, actor_id=actor_id, data=data or {}, created_at=clock_now())
     db.session.add(notification)
     db.session.flush()
-    payload = {"id": notification.id, "kind": kind, "actor_id": actor_id, "data": data or {},
-               "created_at": isoformat(notification.created_at)}  # fmt: skip
+    payload = {
+        "id": notification.id,
+        "kind": kind,
+        "actor_id": actor_id,
+        "data": data or {},
+        "created_at": isoformat(notification.created_at),
+    }
     # Counted now, inside the transaction: no SQL may run once it has committed.
     count = unread_count(user_id)
     realtime.on_commit(lambda: _push(user_id, payload, count))

@@ -19,7 +19,7 @@ from bsn.dbtools import insert_ignore
 from bsn.errors import Forbidden, NotFound, ValidationError
 from bsn.extensions import db
 from bsn.models import Block, Comment, Follow, Post, PostLike, PostTag, User
-from bsn.services import notifications
+from bsn.services import moderation, notifications
 from bsn.services.accounts import user_json
 from bsn.services.users import blocked_between
 
@@ -54,11 +54,24 @@ def _tags_and_mentions(post: Post, actor_id: int) -> None:
 
 
 def create_post(author: Actor, body: str, visibility: str = PUBLIC, media: list[str] | None = None) -> dict:
-    post = Post(author_id=author.id, body=_check_body(body), visibility=visibility, media=media or [])
+    body = _check_body(body)
+    held = moderation.screen(body) == moderation.HOLD
+    post = Post(
+        author_id=author.id,
+        body=body,
+        visibility=visibility,
+        media=media or [],
+        hidden_at=clock_now() if held else None,
+    )
     db.session.add(post)
     db.session.flush()
-    _tags_and_mentions(post, author.id)
+    if held:
+        moderation.hold_for_review("post", post.id, "auto-moderation: held for review")
+    else:
+        _tags_and_mentions(post, author.id)
     db.session.commit()
+    if held:
+        return item(post, db.session.get(User, author.id), liked=False)
     data = item(post, db.session.get(User, author.id), liked=False)
     followers = select(Follow.follower_id).where(Follow.followee_id == author.id)
     for follower_id in db.session.scalars(followers):
@@ -71,6 +84,8 @@ def create_post(author: Actor, body: str, visibility: str = PUBLIC, media: list[
 def _can_see(viewer: Actor, post: Post) -> bool:
     if post.author_id == viewer.id:
         return True
+    if post.hidden_at is not None:
+        return False
     if blocked_between(viewer.id, post.author_id):
         return False
     if post.visibility == PUBLIC:
@@ -99,6 +114,9 @@ def edit_post(editor: Actor, post_id: int, changes: dict) -> dict:
         raise Forbidden("Only the author can edit a post.")
     if "body" in changes:
         post.body = _check_body(changes["body"])
+        if moderation.screen(post.body) == moderation.HOLD:
+            post.hidden_at = clock_now()
+            moderation.hold_for_review("post", post.id, "auto-moderation: held for review")
         _tags_and_mentions(post, editor.id)
     if "visibility" in changes:
         post.visibility = changes["visibility"]
@@ -120,21 +138,25 @@ def delete_post(actor: Actor, post_id: int, is_moderator: bool = False) -> None:
 
 def _page_statement(viewer_id: int):
     liked = exists().where(PostLike.post_id == Post.id, PostLike.user_id == viewer_id).correlate(Post)
-    return select(
-        Post.id,
-        Post.body,
-        Post.visibility,
-        Post.media,
-        Post.created_at,
-        Post.edited_at,
-        Post.like_count,
-        Post.comment_count,
-        User.id.label("author_id"),
-        User.username,
-        User.display_name,
-        User.avatar_url,
-        liked.label("liked"),
-    ).join(User, User.id == Post.author_id)
+    return (
+        select(
+            Post.id,
+            Post.body,
+            Post.visibility,
+            Post.media,
+            Post.created_at,
+            Post.edited_at,
+            Post.like_count,
+            Post.comment_count,
+            User.id.label("author_id"),
+            User.username,
+            User.display_name,
+            User.avatar_url,
+            liked.label("liked"),
+        )
+        .join(User, User.id == Post.author_id)
+        .where(Post.hidden_at.is_(None))
+    )
 
 
 def _run_page(stmt, limit: int, cursor: tuple[datetime, int] | None):
@@ -252,7 +274,11 @@ def add_comment(author: Actor, post_id: int, body: str) -> dict:
     post = _visible_post(author, post_id)
     if blocked_between(author.id, post.author_id):
         raise Forbidden("You cannot comment on this post.", code="blocked")
-    comment = Comment(post_id=post_id, author_id=author.id, body=_check_body(body))
+    body = _check_body(body)
+    if moderation.screen(body) == moderation.HOLD:
+        # Comments are not held: in hold mode they are refused like in reject mode.
+        raise ValidationError("This comment was not accepted by auto-moderation.", fields={"body": ["Not accepted."]})
+    comment = Comment(post_id=post_id, author_id=author.id, body=body)
     db.session.add(comment)
     db.session.execute(update(Post).where(Post.id == post_id).values(comment_count=Post.comment_count + 1))
     db.session.flush()
@@ -263,8 +289,12 @@ def add_comment(author: Actor, post_id: int, body: str) -> dict:
             notifications.notify(mentioned, "mention", author.id, {"post_id": post_id, "comment_id": comment.id})
     db.session.commit()
     if post.author_id != author.id:
-        realtime.emit("comment_created", {"post_id": post_id, "comment_id": comment.id}, "/feed",
-                      realtime.user_room(post.author_id))  # fmt: skip
+        realtime.emit(
+            "comment_created",
+            {"post_id": post_id, "comment_id": comment.id},
+            "/feed",
+            realtime.user_room(post.author_id),
+        )
     return comment_json(comment, db.session.get(User, author.id))
 
 
