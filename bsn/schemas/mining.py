@@ -27,6 +27,8 @@ class MiningStatsSchema(Schema):
 class HeartbeatSchema(MiningStatsSchema):
     """A renewed session answers only what changed; a lapsed one answers the full stats."""
 
+    renewed = fields.Boolean(metadata={"description": "true when this heartbeat extended the session"})
+
 
 class ClaimSchema(Schema):
     claimed = Amount()

@@ -260,7 +260,13 @@ def _heartbeat_answer(user: Actor, at: datetime, outcome: heartbeats.Outcome) ->
         outcome = heartbeats.renew(at, user_id=user.id, count=False)
         if outcome.status != "ok":
             return stats(user)
-    return {"is_mining": True, "last_heartbeat": at, "expires_at": outcome.expires_at, "stopped_reason": None}
+    return {
+        "is_mining": True,
+        "renewed": True,
+        "last_heartbeat": at,
+        "expires_at": outcome.expires_at,
+        "stopped_reason": None,
+    }
 
 
 def activity_check(user: Actor) -> dict:
