@@ -97,3 +97,22 @@ def status(as_json: bool) -> None:
             click.echo(f"  {w['name']} {w['state']} heartbeat {w['heartbeat_age_seconds']}s ago job={w['current_job']}")
     if not all(check["ok"] for check in report["checks"].values()):
         raise SystemExit(1)
+
+
+@bsn_cli.command("seed")
+@click.option("--users", default=10_000, show_default=True)
+@click.option("--posts", default=100_000, show_default=True)
+@click.option("--follows", default=500_000, show_default=True)
+@click.option("--likes", default=1_000_000, show_default=True)
+@click.option("--seed", "seed_value", default=7, show_default=True, help="Random seed: the same seed, the same data.")
+def seed(users: int, posts: int, follows: int, likes: int, seed_value: int) -> None:
+    """Fill an empty database with realistic volume (seeded accounts have no usable password)."""
+    from bsn.seed import seed as run_seed
+
+    if follows > users * (users - 1) or likes > users * posts:
+        raise click.ClickException("more follows or likes than there are distinct pairs")
+    try:
+        timings = run_seed(users, posts, follows, likes, seed_value, echo=click.echo)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"seeded {users} users, {posts} posts, {follows} follows, {likes} likes in {timings['seconds']} s")
