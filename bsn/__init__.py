@@ -116,6 +116,7 @@ def _register_blueprints(app: Flask) -> None:
         admin,
         auth,
         dao,
+        groups,
         media,
         messaging,
         mining,
@@ -136,7 +137,22 @@ def _register_blueprints(app: Flask) -> None:
         },
     )
     app.extensions["bsn_api"] = api
-    blueprints = (ops, auth, users, posts, media, messaging, notifications, moderation, mining, tokens, nft, dao, admin)
+    blueprints = (
+        ops,
+        auth,
+        users,
+        posts,
+        media,
+        groups,
+        messaging,
+        notifications,
+        moderation,
+        mining,
+        tokens,
+        nft,
+        dao,
+        admin,
+    )
     for blueprint in (module.blp for module in blueprints):
         api.register_blueprint(blueprint)
     admin.init_dashboard(app)

@@ -26,7 +26,7 @@ blp = Blueprint("posts", __name__, url_prefix="/api", description="Posts, the fe
 SECURITY = [{"bearer": []}]
 
 
-def _cursor(args):
+def page_cursor(args):
     if not args.get("cursor"):
         return None
     at, last_id = decode_cursor(args["cursor"], 2)
@@ -49,7 +49,7 @@ def _page(results, next_cursor):
 def list_posts(args):
     """Posts newest first (`?author=` for one author's, `?tag=` for a hashtag's)."""
     caller = current_caller()
-    return _page(*posts.list_posts(caller, args["limit"], _cursor(args), args.get("author"), args.get("tag")))
+    return _page(*posts.list_posts(caller, args["limit"], page_cursor(args), args.get("author"), args.get("tag")))
 
 
 @blp.route("/posts/", methods=["POST"])
@@ -68,7 +68,7 @@ def create(body):
 @blp.response(200, PostPageSchema)
 def feed(args):
     """Posts of the people you follow and your own, newest first."""
-    return _page(*posts.feed(current_caller(), args["limit"], _cursor(args)))
+    return _page(*posts.feed(current_caller(), args["limit"], page_cursor(args)))
 
 
 @blp.route("/posts/<int:post_id>/", methods=["GET"])

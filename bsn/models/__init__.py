@@ -1,6 +1,7 @@
 """All models, imported here so Alembic and the app see one metadata."""
 
 from bsn.models.dao import Proposal, Vote
+from bsn.models.groups import EventRsvp, Group, GroupEvent, GroupFile, GroupMember
 from bsn.models.media import Story, StoryView, Upload
 from bsn.models.messaging import Conversation, ConversationMember, Message, MessageReaction
 from bsn.models.mining import Achievement, MiningSession, MiningState
@@ -19,7 +20,12 @@ __all__ = [
     "Comment",
     "Conversation",
     "ConversationMember",
+    "EventRsvp",
     "Follow",
+    "Group",
+    "GroupEvent",
+    "GroupFile",
+    "GroupMember",
     "LedgerEntry",
     "Message",
     "MessageReaction",

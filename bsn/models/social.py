@@ -56,10 +56,12 @@ class Post(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     hidden_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # by a moderator, or held for review
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"))  # a group post
 
     __table_args__ = (
         Index("ix_posts_created_at_id", "created_at", "id"),
         Index("ix_posts_author_id_created_at_id", "author_id", "created_at", "id"),
+        Index("ix_posts_group_id_created_at_id", "group_id", "created_at", "id"),
         CheckConstraint("like_count >= 0 AND comment_count >= 0", name="counts_not_negative"),
     )
 

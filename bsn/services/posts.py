@@ -18,7 +18,7 @@ from bsn.clock import now as clock_now
 from bsn.dbtools import insert_ignore
 from bsn.errors import Forbidden, NotFound, ValidationError
 from bsn.extensions import db
-from bsn.models import Block, Comment, Follow, Post, PostLike, PostTag, User
+from bsn.models import Block, Comment, Follow, Group, GroupMember, Post, PostLike, PostTag, User
 from bsn.services import moderation, notifications
 from bsn.services.accounts import user_json
 from bsn.services.users import blocked_between
@@ -27,7 +27,7 @@ PUBLIC, FOLLOWERS = "public", "followers"
 VISIBILITIES = (PUBLIC, FOLLOWERS)
 
 
-def _check_body(body: str) -> str:
+def check_body(body: str) -> str:
     body = body.strip()
     if not body:
         raise ValidationError(fields={"body": ["Must not be empty."]})
@@ -54,7 +54,7 @@ def _tags_and_mentions(post: Post, actor_id: int) -> None:
 
 
 def create_post(author: Actor, body: str, visibility: str = PUBLIC, media: list[str] | None = None) -> dict:
-    body = _check_body(body)
+    body = check_body(body)
     held = moderation.screen(body) == moderation.HOLD
     post = Post(
         author_id=author.id,
@@ -86,12 +86,29 @@ def _can_see(viewer: Actor, post: Post) -> bool:
         return True
     if post.hidden_at is not None:
         return False
+    if post.group_id is not None and not _group_readable(viewer, post.group_id):
+        return False
     if blocked_between(viewer.id, post.author_id):
         return False
     if post.visibility == PUBLIC:
         return True
     return bool(
         db.session.scalar(select(exists().where(Follow.follower_id == viewer.id, Follow.followee_id == post.author_id)))
+    )
+
+
+def _group_readable(viewer: Actor, group_id: int) -> bool:
+    group = db.session.get(Group, group_id)
+    if group is None or not group.private:
+        return group is not None
+    return bool(
+        db.session.scalar(
+            select(
+                exists().where(
+                    GroupMember.group_id == group_id, GroupMember.user_id == viewer.id, GroupMember.status == "active"
+                )
+            )
+        )
     )
 
 
@@ -113,7 +130,7 @@ def edit_post(editor: Actor, post_id: int, changes: dict) -> dict:
     if post.author_id != editor.id:
         raise Forbidden("Only the author can edit a post.")
     if "body" in changes:
-        post.body = _check_body(changes["body"])
+        post.body = check_body(changes["body"])
         if moderation.screen(post.body) == moderation.HOLD:
             post.hidden_at = clock_now()
             moderation.hold_for_review("post", post.id, "auto-moderation: held for review")
@@ -201,6 +218,7 @@ def _followees(viewer_id: int):
 def list_posts(viewer: Actor, limit: int, cursor=None, author_id: int | None = None, tag: str | None = None):
     """Posts the viewer may see, newest first: everyone's public ones, their followees' and their own."""
     stmt = _page_statement(viewer.id).where(
+        Post.group_id.is_(None),  # group posts live in their group
         or_(Post.visibility == PUBLIC, Post.author_id == viewer.id, Post.author_id.in_(_followees(viewer.id))),
         _not_blocked_by_author(viewer.id),
     )
@@ -214,7 +232,15 @@ def list_posts(viewer: Actor, limit: int, cursor=None, author_id: int | None = N
 def feed(viewer: Actor, limit: int, cursor=None):
     """Posts of the people the viewer follows and their own, newest first, over (author, created_at) indexes."""
     authors = _followees(viewer.id).union_all(select(literal(viewer.id)))
-    stmt = _page_statement(viewer.id).where(Post.author_id.in_(authors), _not_blocked_by_author(viewer.id))
+    stmt = _page_statement(viewer.id).where(
+        Post.author_id.in_(authors), Post.group_id.is_(None), _not_blocked_by_author(viewer.id)
+    )
+    return _run_page(stmt, limit, cursor)
+
+
+def group_page(viewer: Actor, group_id: int, limit: int, cursor=None):
+    """A group's posts, newest first (the caller has checked the viewer may read the group)."""
+    stmt = _page_statement(viewer.id).where(Post.group_id == group_id, _not_blocked_by_author(viewer.id))
     return _run_page(stmt, limit, cursor)
 
 
@@ -274,7 +300,7 @@ def add_comment(author: Actor, post_id: int, body: str) -> dict:
     post = _visible_post(author, post_id)
     if blocked_between(author.id, post.author_id):
         raise Forbidden("You cannot comment on this post.", code="blocked")
-    body = _check_body(body)
+    body = check_body(body)
     if moderation.screen(body) == moderation.HOLD:
         # Comments are not held: in hold mode they are refused like in reject mode.
         raise ValidationError("This comment was not accepted by auto-moderation.", fields={"body": ["Not accepted."]})
