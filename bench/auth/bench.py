@@ -9,32 +9,36 @@ import json
 import os
 import platform
 import secrets
-import shlex
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 import urllib.error
-import urllib.parse
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
-import psycopg
-
 REPO = Path(__file__).resolve().parents[2]
-# Run as a script, so the repository root is not on the path yet.
-sys.path.insert(0, str(REPO))
+HERE = Path(__file__).resolve().parent
+# Run as a script, so the repository root is not on the path yet; and the script's own folder must leave it,
+# or this file, bench.py, would shadow the bench package.
+sys.path[:] = [str(REPO)] + [p for p in sys.path if Path(p or ".").resolve() != HERE]
+from bench.common import (  # noqa: E402
+    RESULTS,
+    Sample,
+    Server,
+    database,
+    exit_on_sigterm,
+    git_revision,
+    mean,
+    migrate,
+    procfile_web_command,
+    run,
+    save_report,
+    shown_command,
+    wrk,
+)
 from bsn.devredis import PrivateRedis, free_port  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
 LUA = HERE / "auth.lua"
-RESULTS = REPO / "bench" / "results" / "auth"
-DEFAULT_PG = "postgresql://bsn:bsn@127.0.0.1:5432/postgres"
 TARGET = 0.5
 HEALTH, AUTH = "/health", "/api/auth/user/"
 
@@ -70,131 +74,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def run(cmd: list[str], env: dict, timeout: float, what: str) -> subprocess.CompletedProcess:
-    """A bounded child process in the repository root; its output is shown only when it fails."""
-    try:
-        done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"{what} took more than {timeout:.0f} s") from None
-    if done.returncode != 0:
-        raise RuntimeError(f"{what} failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
-    return done
-
-
-# -- the database -------------------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def database(kind: str, workdir: str):
-    """A fresh, empty database URL, removed afterwards: a SQLite file, or a PostgreSQL database of its own."""
-    if kind == "sqlite":
-        yield "sqlite:///" + os.path.join(workdir, "bench.sqlite3")
-        return
-    admin = os.environ.get("BENCH_PG", DEFAULT_PG)
-    name = f"bsn_bench_{secrets.token_hex(5)}"
-    try:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        raise RuntimeError(f"PostgreSQL at BENCH_PG is unreachable ({exc}); is it running?") from None
-    try:
-        yield urllib.parse.urlsplit(admin)._replace(path="/" + name).geturl()
-    finally:
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-            # FORCE: a server that could not be stopped cleanly must not keep the database alive.
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-# -- the server ---------------------------------------------------------------------------------------------------
-
-
-def procfile_web_command(port: int) -> list[str]:
-    """The Procfile's `web` command bound to loopback, so the benchmark follows production's server settings."""
-    for line in (REPO / "Procfile").read_text().splitlines():
-        if line.startswith("web:"):
-            argv = shlex.split(line.partition(":")[2])
-            break
-    else:
-        raise RuntimeError("Procfile has no web line")
-    if argv[0] != "gunicorn":
-        raise RuntimeError(f"the web process is not gunicorn: {argv[0]}")
-    for flag in ("-b", "--bind"):
-        if flag in argv:
-            argv[argv.index(flag) + 1] = f"127.0.0.1:{port}"
-            break
-    else:
-        argv += ["-b", f"127.0.0.1:{port}"]
-    # The venv's gunicorn, whatever PATH says.
-    argv[0] = str(Path(sys.executable).parent / "gunicorn")
-    return argv
-
-
-def group_rss(pgid: int) -> int:
-    """Resident memory of every process in a process group (gunicorn's master and workers)."""
-    total = 0
-    for proc in psutil.process_iter():
-        with contextlib.suppress(psutil.Error, ProcessLookupError):
-            if os.getpgid(proc.pid) == pgid:
-                total += proc.memory_info().rss
-    return total
-
-
-class Server:
-    """gunicorn in a session of its own, so that it and its workers stop together; samples their peak RSS."""
-
-    def __init__(self, command: list[str], env: dict, log_path: str) -> None:
-        self.command, self.env, self.log_path = command, env, log_path
-        self.process: subprocess.Popen | None = None
-        self.peak_rss = 0
-        self._stop_sampling = threading.Event()
-        self._sampler = threading.Thread(target=self._sample, daemon=True)
-
-    def start(self) -> None:
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                self.command, cwd=REPO, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True,
-            )  # fmt: skip
-        self._sampler.start()
-
-    def _sample(self) -> None:
-        while not self._stop_sampling.wait(0.25):
-            self.peak_rss = max(self.peak_rss, group_rss(self.process.pid))
-
-    def log_tail(self) -> str:
-        with contextlib.suppress(OSError), open(self.log_path, errors="replace") as log:
-            return log.read()[-3000:]
-        return ""
-
-    def wait_healthy(self, url: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.log_tail()}")
-            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"gunicorn did not answer {url} within {timeout:.0f} s:\n{self.log_tail()}")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        self._stop_sampling.set()
-        if self._sampler.is_alive():
-            self._sampler.join(10)
-        if self.process is None or self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            # The master is still alive, so its group id still names only this server.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-
-
 def preflight(base: str, token: str) -> None:
     """One call each, so a benchmark of 401s or 404s is refused instead of reported."""
     request = urllib.request.Request(base + AUTH, headers={"Authorization": f"Bearer {token}"})
@@ -213,32 +92,8 @@ def preflight(base: str, token: str) -> None:
 # -- wrk ----------------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Sample:
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    non2xx: int
-    socket_errors: int
-
-
-def wrk(url: str, tokens: str | None, seconds: int, args: argparse.Namespace) -> Sample:
-    cmd = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", f"{seconds}s", "--latency"]
-    cmd += ["-s", str(LUA), url]
-    if tokens:
-        cmd += ["--", tokens]
-    out = run(cmd, dict(os.environ), seconds + 30, f"wrk {url}").stdout
-    line = next((ln for ln in out.splitlines() if ln.startswith("BENCH_RESULT ")), None)
-    if line is None:
-        raise RuntimeError(f"wrk printed no BENCH_RESULT line:\n{out}")
-    r = json.loads(line.partition(" ")[2])
-    return Sample(
-        rps=r["requests"] / (r["duration_us"] / 1e6),
-        p50_ms=r["p50_us"] / 1000,
-        p99_ms=r["p99_us"] / 1000,
-        non2xx=r["non2xx"],
-        socket_errors=r["connect"] + r["read"] + r["write"] + r["timeout"],
-    )
+def wrk_auth(url: str, tokens: str | None, seconds: int, args: argparse.Namespace) -> Sample:
+    return wrk(url, LUA, [tokens] if tokens else [], seconds, args.threads, args.connections)
 
 
 def measure(base: str, tokens: str, args: argparse.Namespace) -> dict[str, list[Sample]]:
@@ -247,8 +102,8 @@ def measure(base: str, tokens: str, args: argparse.Namespace) -> dict[str, list[
     for round_no in range(1, args.rounds + 1):
         for path, token_file in ((HEALTH, None), (AUTH, tokens)):
             if args.warmup:
-                wrk(base + path, token_file, args.warmup, args)
-            sample = wrk(base + path, token_file, args.duration, args)
+                wrk_auth(base + path, token_file, args.warmup, args)
+            sample = wrk_auth(base + path, token_file, args.duration, args)
             samples[path].append(sample)
             print(
                 f"round {round_no} GET {path}: {sample.rps:.0f} req/s, p50 {sample.p50_ms:.2f} ms, "
@@ -261,34 +116,16 @@ def measure(base: str, tokens: str, args: argparse.Namespace) -> dict[str, list[
 # -- the report ---------------------------------------------------------------------------------------------------
 
 
-def mean(values: list[float]) -> float:
-    return sum(values) / len(values)
-
-
-def git_revision() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    return (head or "unknown") + (" (uncommitted changes)" if dirty else "")
-
-
 def report(samples: dict[str, list[Sample]], args: argparse.Namespace, command: list[str], peak_rss: int) -> str:
     health_rps = mean([s.rps for s in samples[HEALTH]])
     auth_rps = mean([s.rps for s in samples[AUTH]])
     share = auth_rps / health_rps if health_rps else 0.0
-    shown = [Path(command[0]).name, *command[1:]]
     lines = [
         f"# Auth benchmark, {args.db}, {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
         "",
         f"- revision: {git_revision()}",
         f"- host: {platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
-        f"- server: `{shlex.join(shown)}` (BSN_ENV=production, LOG_LEVEL=WARNING, rate limits raised)",
+        f"- server: `{shown_command(command)}` (BSN_ENV=production, LOG_LEVEL=WARNING, rate limits raised)",
         f"- load: wrk {args.threads} threads, {args.connections} connections; {args.users} users, random token each "
         "request",
         f"- figures: mean of {args.rounds} interleaved rounds per endpoint, each {args.duration} s after a "
@@ -323,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: run bench/auth/run.sh, or apt-get install wrk")
     # A SIGTERM becomes SystemExit, so the cleanup below runs as it does on an error or Ctrl-C.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    exit_on_sigterm()
 
     with contextlib.ExitStack() as cleanup:
         workdir = tempfile.mkdtemp(prefix="bsn-bench-auth-")
@@ -341,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             BSN_INSTANCE_PATH=os.path.join(workdir, "instance"),
         )
         print(f"migrating the {args.db} database ...", file=sys.stderr)
-        run([sys.executable, "-m", "flask", "--app", "bsn", "db", "upgrade"], env, 180, "flask db upgrade")
+        migrate(env)
 
         print(f"seeding {args.users} users and tokens ...", file=sys.stderr)
         tokens = os.path.join(workdir, "tokens.txt")
@@ -364,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         server = Server(command, server_env, os.path.join(workdir, "gunicorn.log"))
         cleanup.callback(server.stop)
-        print(f"starting {shlex.join(command)} ...", file=sys.stderr)
+        print(f"starting {shown_command(command)} ...", file=sys.stderr)
         server.start()
         server.wait_healthy(base + HEALTH, args.start_timeout)
         with open(tokens) as handle:
@@ -374,11 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()  # stops the RSS sampler before its peak is read
         text = report(samples, args, command, server.peak_rss)
 
-    print(text)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"{datetime.datetime.now():%Y%m%d-%H%M%S}-{args.db}.md"
-    out.write_text(text)
-    print(f"written to {out.relative_to(REPO)}")
+    save_report(text, RESULTS / "auth", args.db)
     return 0
 
 
