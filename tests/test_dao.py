@@ -146,15 +146,18 @@ def test_closing_notifies_author_and_voters(client, members, ctx, monkeypatch):
     from bsn import realtime
 
     sent = []
-    monkeypatch.setattr(realtime, "emit", lambda event, data, namespace, room: sent.append((event, room)))
+    monkeypatch.setattr(realtime, "emit", lambda event, data, namespace, room: sent.append((event, room, data)))
     pid = propose(client, members["alice"][1]).get_json()["id"]
-    assert sent == [("proposal_opened", "dao")]
+    assert [(event, room) for event, room, _ in sent] == [("proposal_opened", "dao")]
     vote(client, members["bob"][1], pid, 0)
     clock.advance(days=2)
     dao.close_due()
-    assert sorted(sent[1:]) == sorted(
-        [("proposal_closed", f"user:{members['alice'][0]}"), ("proposal_closed", f"user:{members['bob'][0]}")]
+    pushed = sorted((room, data["kind"]) for event, room, data in sent[1:] if event == "notification")
+    assert pushed == sorted(
+        [(f"user:{members['alice'][0]}", "proposal_closed"), (f"user:{members['bob'][0]}", "proposal_closed")]
     )
+    stored = client.get("/api/notifications/", headers=auth(members["bob"][1])).get_json()["results"]
+    assert [(n["kind"], n["data"]) for n in stored] == [("proposal_closed", {"proposal_id": pid, "outcome": "passed"})]
 
 
 def test_proposals_are_listed_by_status(client, members):

@@ -191,3 +191,10 @@ def test_two_buyers_racing_for_one_nft_exactly_one_gets_it(app, client, market, 
     assert balances == [to_units("60")] + [to_units("100")] * (len(racers) - 1)
     with app.app_context():
         assert tokens.audit() == []
+
+
+def test_the_seller_is_notified_of_a_sale(client, market):
+    listing = list_nft(client, market.nft["id"], market.creator[1], "5").get_json()
+    client.post(f"/api/nft/listings/{listing['id']}/buy/", headers=auth(market.buyer[1]))
+    notes = client.get("/api/notifications/", headers=auth(market.creator[1])).get_json()["results"]
+    assert [(n["kind"], n["data"]["price"], n["actor"]["id"]) for n in notes] == [("nft_sold", "5", market.buyer[0])]

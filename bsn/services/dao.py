@@ -16,7 +16,7 @@ from bsn.dbtools import get_or_404, insert_ignore, lock
 from bsn.errors import Conflict, Forbidden, ValidationError
 from bsn.extensions import db
 from bsn.models import LedgerEntry, Proposal, Vote
-from bsn.services import tokens
+from bsn.services import notifications, tokens
 
 log = logging.getLogger(__name__)
 
@@ -192,12 +192,12 @@ def close_due(at: datetime | None = None) -> int:
         proposal.outcome = decide(weights, supply, proposal.quorum_bps)
         proposal.status, proposal.closed_at = CLOSED, at
         voters = db.session.scalars(select(Vote.voter_id).where(Vote.proposal_id == proposal.id)).all()
+        payload = {"proposal_id": proposal.id, "outcome": proposal.outcome}
+        for user_id in sorted({proposal.author_id, *voters}):
+            notifications.notify(user_id, "proposal_closed", None, payload)
         db.session.commit()
         closed += 1
         log.info("proposal %s closed: %s", proposal.id, proposal.outcome)
-        payload = {"id": proposal.id, "outcome": proposal.outcome}
-        for user_id in {proposal.author_id, *voters}:
-            realtime.notify_user(user_id, "proposal_closed", payload)
     return closed
 
 

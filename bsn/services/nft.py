@@ -7,7 +7,7 @@ import logging
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from bsn import amounts, realtime
+from bsn import amounts
 from bsn.actors import Actor
 from bsn.clock import now as clock_now
 from bsn.dbtools import get_or_404, lock
@@ -15,7 +15,7 @@ from bsn.errors import Conflict, Forbidden, ValidationError
 from bsn.extensions import db
 from bsn.models import Nft, NftCollection, NftListing, NftTransfer, User
 from bsn.models.nft import MAX_ROYALTY_BPS
-from bsn.services import tokens
+from bsn.services import notifications, tokens
 from bsn.services.tokens import Posting
 
 log = logging.getLogger(__name__)
@@ -140,15 +140,12 @@ def buy(buyer: Actor, listing_id: int) -> NftListing:
                 listing_id=listing.id,
             )
         )
+        sold = {"nft_id": listing.nft_id, "listing_id": listing.id, "price": amounts.to_str(listing.price)}
+        notifications.notify(listing.seller_id, "nft_sold", buyer.id, sold)
         db.session.commit()
     except Exception:
         db.session.rollback()
         raise
-    realtime.notify_user(
-        listing.seller_id,
-        "nft_sold",
-        {"nft_id": listing.nft_id, "listing_id": listing.id, "price": amounts.to_str(listing.price)},
-    )
     return listing
 
 
