@@ -21,6 +21,9 @@ def to_units(value: str | int | Decimal, field: str = "amount", *, positive: boo
         raise ValidationError(fields={field: ["Not a decimal number."]}) from None
     if not number.is_finite():
         raise ValidationError(fields={field: ["Not a decimal number."]})
+    # Checked before any arithmetic: "1e1000000" would overflow the decimal context.
+    if number.adjusted() > 18:
+        raise ValidationError(fields={field: ["Too large."]})
     if number.as_tuple().exponent < -DECIMALS and number != number.quantize(Decimal(1).scaleb(-DECIMALS)):
         raise ValidationError(fields={field: [f"At most {DECIMALS} decimal places."]})
     units = int(number * UNIT)

@@ -49,13 +49,19 @@ def encode_cursor(*values) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, arity: int) -> list:
+def decode_cursor(cursor: str, arity: int, kinds: tuple[type, ...] | None = None) -> list:
+    """The values of a cursor made by encode_cursor; each must be of its kind (ints unless told)."""
+    kinds = kinds or (int,) * arity
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         values = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, UnicodeDecodeError):
         raise ValidationError(fields={"cursor": ["Invalid cursor."]}) from None
-    if not isinstance(values, list) or len(values) != arity:
+    if (
+        not isinstance(values, list)
+        or len(values) != arity
+        or not all(isinstance(v, k) and not isinstance(v, bool) for v, k in zip(values, kinds, strict=True))
+    ):
         raise ValidationError(fields={"cursor": ["Invalid cursor."]})
     return values
 

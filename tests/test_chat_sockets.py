@@ -11,7 +11,7 @@ CHAT = "/chat"
 
 @pytest.fixture(scope="session")
 def server(app):
-    with web_process(app, TYPING_TIMEOUT=1, SOCKET_RATE_LIMIT="100 per 10 seconds") as web:
+    with web_process(app, TYPING_TIMEOUT=1, SOCKET_RATE_LIMIT="100 per 10 minutes") as web:
         yield web.url
 
 
@@ -141,7 +141,7 @@ def test_a_new_conversation_is_joined_live(client, sockets, pair, make_user):
 
 def test_a_flood_is_limited_with_errors_not_crashes(sockets, pair):
     ann = sockets(pair["ann"][1])
-    acks = [ann.call("ping") for _ in range(110)]  # the server allows 100 per 10 seconds
+    acks = [ann.call("ping") for _ in range(110)]  # the server allows 100 per 10 minutes, however slow we are
     assert [a.get("ok") for a in acks[:100]] == [True] * 100
     assert {a["error"]["code"] for a in acks[100:]} == {"rate_limited"}
     assert ann.sio.connected

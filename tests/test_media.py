@@ -106,3 +106,19 @@ def test_the_purge_deletes_expired_stories_and_their_files(client, ctx, story_pe
     assert media.purge_stories() == 0
     remaining = client.get("/api/stories/", headers=auth(amy)).get_json()["results"][0]["stories"]
     assert [s["id"] for s in remaining] == [later.get_json()["id"]] and kept.status_code == 201
+
+
+def test_the_purge_keeps_files_shared_in_a_group(client, ctx, story_people):
+    from bsn.storage import storage
+
+    _, amy = story_people["amy"]
+    file_id = upload(client, amy, PNG).get_json()["id"]
+    client.post("/api/stories/", json={"media": file_id}, headers=auth(amy))
+    group = client.post("/api/groups/", json={"name": "g"}, headers=auth(amy)).get_json()["id"]
+    client.post(f"/api/groups/{group}/files/", json={"upload_id": file_id, "name": "kept"}, headers=auth(amy))
+    clock.advance(hours=25)
+    assert media.purge_stories() == 1
+    assert storage().exists(file_id)
+    assert [f["name"] for f in client.get(f"/api/groups/{group}/files/", headers=auth(amy)).get_json()["results"]] == [
+        "kept"
+    ]

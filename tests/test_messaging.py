@@ -217,3 +217,20 @@ def test_concurrent_senders_get_gap_free_increasing_seqs(app, client, trio):
     assert all(seqs == sorted(seqs) for seqs in per_thread)  # each sender's own messages in order
     page = client.get(f"/api/conversations/{chat}/messages/?after_seq=0&limit=100", headers=auth(ann)).get_json()
     assert [m["seq"] for m in page["results"]] == list(range(1, 41))
+
+
+def test_blocked_users_cannot_open_a_chat_or_write(client, trio):
+    (ann_id, ann), (ben_id, ben), _ = trio
+    chat = create(client, ann, [ben_id]).get_json()["id"]
+    client.post(f"/api/users/{ben_id}/block/", headers=auth(ann))
+    assert send(client, ben, chat, "let me talk").status_code == 403
+    assert create(client, ben, [ann_id]).status_code == 403
+
+
+def test_edits_pass_auto_moderation(client, trio, app, monkeypatch):
+    (_, ann), (ben_id, _), _ = trio
+    monkeypatch.setitem(app.config, "MODERATION_BLOCKED_WORDS", ["scam"])
+    chat = create(client, ann, [ben_id]).get_json()["id"]
+    message = send(client, ann, chat, "fine").get_json()
+    edited = client.patch(f"/api/messages/{message['id']}/", json={"body": "a scam"}, headers=auth(ann))
+    assert edited.status_code == 422 and edited.get_json()["error"]["code"] == "content_blocked"

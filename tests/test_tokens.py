@@ -30,7 +30,9 @@ def test_amounts_parse_exactly(text_, units):
     assert to_units(text_) == units
 
 
-@pytest.mark.parametrize("bad", ["abc", "-1", "0", "1.123456789", "NaN", "Infinity", 1.5, True, "1e30", ""])
+@pytest.mark.parametrize(
+    "bad", ["abc", "-1", "0", "1.123456789", "NaN", "Infinity", 1.5, True, "1e30", "", "1e1000000", "-1e1000000"]
+)
 def test_bad_amounts_are_refused(bad):
     with pytest.raises(ValidationError) as caught:
         to_units(bad)
@@ -135,3 +137,10 @@ def test_the_audit_job_reports_differences(funded):
     from workers.tokens import audit_ledger
 
     assert audit_ledger() == {"differences": 0, "sample": []}
+
+
+@pytest.mark.parametrize("cursor", ["W3sieCI6MX1d", "WyJhYmMiXQ", "W3RydWVd", "W10", "!!"])
+def test_a_forged_cursor_is_a_422(client, funded, cursor):
+    (_, alice), _ = funded
+    response = client.get(f"/api/tokens/transactions/?cursor={cursor}", headers=auth(alice))
+    assert response.status_code == 422 and "cursor" in response.get_json()["error"]["fields"]

@@ -38,7 +38,7 @@ def conversations(args):
     """My conversations by last activity, with the last message and my unread count."""
     cursor = None
     if args.get("cursor"):
-        at, last_id = decode_cursor(args["cursor"], 2)
+        at, last_id = decode_cursor(args["cursor"], 2, (str, int))
         try:
             cursor = (datetime.fromisoformat(at), int(last_id))
         except (TypeError, ValueError):

@@ -29,7 +29,7 @@ SECURITY = [{"bearer": []}]
 def page_cursor(args):
     if not args.get("cursor"):
         return None
-    at, last_id = decode_cursor(args["cursor"], 2)
+    at, last_id = decode_cursor(args["cursor"], 2, (str, int))
     try:
         return datetime.fromisoformat(at), int(last_id)
     except (TypeError, ValueError):

@@ -13,7 +13,7 @@ from bsn import amounts, realtime
 from bsn.actors import Actor
 from bsn.clock import now as clock_now
 from bsn.dbtools import get_or_404, insert_ignore, lock
-from bsn.errors import Conflict, Forbidden, ValidationError
+from bsn.errors import Conflict, Forbidden, NotFound, ValidationError
 from bsn.extensions import db
 from bsn.models import LedgerEntry, Proposal, Vote
 from bsn.services import notifications, tokens
@@ -91,18 +91,29 @@ def create_proposal(
 
 
 def vote(voter: Actor, proposal_id: int, option: int) -> Vote:
-    """Cast or change one's vote until the end; its weight is the voter's balance at the start."""
-    proposal = get_or_404(Proposal, proposal_id, "proposal")
+    """Cast or change one's vote until the end; its weight is the voter's balance at the start.
+
+    The proposal row is locked, as the closing job locks it: a vote lands before the tally or not at all.
+    """
+    where = Proposal.id == proposal_id
+    stmt = select(Proposal).where(where).execution_options(populate_existing=True)
+    proposal = lock(stmt, Proposal, where).scalar()
     at = clock_now()
-    if proposal.status != OPEN or at >= proposal.ends_at:
-        raise Conflict("Voting on this proposal has ended.", code="voting_closed")
-    if at < proposal.starts_at:
-        raise Conflict("Voting on this proposal has not started.", code="voting_not_started")
-    if not 0 <= option < len(proposal.options):
-        raise ValidationError(fields={"option": [f"Choose 0 to {len(proposal.options) - 1}."]})
-    weight = balance_at(voter.id, proposal.starts_at)
-    if weight <= 0:
-        raise Forbidden("You held no tokens when this vote started.", code="no_voting_power")
+    try:
+        if proposal is None:
+            raise NotFound("No such proposal.")
+        if proposal.status != OPEN or at >= proposal.ends_at:
+            raise Conflict("Voting on this proposal has ended.", code="voting_closed")
+        if at < proposal.starts_at:
+            raise Conflict("Voting on this proposal has not started.", code="voting_not_started")
+        if not 0 <= option < len(proposal.options):
+            raise ValidationError(fields={"option": [f"Choose 0 to {len(proposal.options) - 1}."]})
+        weight = balance_at(voter.id, proposal.starts_at)
+        if weight <= 0:
+            raise Forbidden("You held no tokens when this vote started.", code="no_voting_power")
+    except Exception:
+        db.session.rollback()
+        raise
     # Insert-or-update in two idempotent statements: a voter's concurrent votes cannot make two rows.
     insert_ignore(
         Vote,

@@ -17,7 +17,7 @@ from bsn.clock import now as clock_now
 from bsn.dbtools import insert_ignore
 from bsn.errors import Forbidden, NotFound, ValidationError
 from bsn.extensions import db
-from bsn.models import Follow, Story, StoryView, Upload, User
+from bsn.models import Follow, GroupFile, Story, StoryView, Upload, User
 from bsn.services.accounts import user_json
 from bsn.services.users import blocked_between
 from bsn.storage import storage
@@ -196,12 +196,10 @@ def purge_stories(batch: int = 1000) -> int:
         ids = [r.id for r in rows]
         uploads = {r.upload_id for r in rows if r.upload_id}
         db.session.execute(delete(Story).where(Story.id.in_(ids)))
+        # A file still shown by another story, or shared in a group, stays.
         still_used = (
-            set(
-                db.session.scalars(
-                    select(Story.upload_id).where(Story.upload_id.in_(uploads)).group_by(Story.upload_id)
-                )
-            )
+            set(db.session.scalars(select(Story.upload_id).where(Story.upload_id.in_(uploads))))
+            | set(db.session.scalars(select(GroupFile.upload_id).where(GroupFile.upload_id.in_(uploads))))
             if uploads
             else set()
         )

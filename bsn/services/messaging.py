@@ -49,6 +49,7 @@ def create_conversation(creator: Actor, user_ids: list[int], title: str | None =
     missing = [uid for uid in others if uid not in found]
     if missing:
         raise ValidationError(fields={"user_ids": [f"No such users: {missing}."]})
+    _refuse_blocked(creator.id, others)
     if len(others) == 1 and not title:
         return _direct(creator.id, others[0])
     conversation = Conversation(kind=GROUP, title=title, created_by=creator.id)
@@ -60,6 +61,14 @@ def create_conversation(creator: Actor, user_ids: list[int], title: str | None =
     db.session.commit()
     _announce_conversation(conversation, [creator.id, *others])
     return conversation
+
+
+def _refuse_blocked(user_id: int, others) -> None:
+    """Nobody is put in a conversation with someone who blocked them, or whom they blocked."""
+    from bsn.services.users import blocked_between
+
+    if any(blocked_between(user_id, other) for other in others):
+        raise Forbidden("You cannot start a conversation with this user.", code="blocked")
 
 
 def _direct(user_id: int, other_id: int) -> Conversation:
@@ -121,6 +130,10 @@ def add_members(actor: Actor, conversation_id: int, user_ids: list[int]) -> Conv
     found = set(db.session.scalars(select(User.id).where(User.id.in_(user_ids))))
     if set(user_ids) - found:
         raise ValidationError(fields={"user_ids": [f"No such users: {sorted(set(user_ids) - found)}."]})
+    current = db.session.scalar(select(func.count()).where(ConversationMember.conversation_id == conversation_id))
+    if current + len(set(user_ids)) > MAX_GROUP_MEMBERS:
+        raise ValidationError(fields={"user_ids": [f"A group chat has at most {MAX_GROUP_MEMBERS} members."]})
+    _refuse_blocked(actor.id, user_ids)
     insert_ignore(
         ConversationMember,
         [
@@ -226,6 +239,9 @@ def send_message(sender: Actor, conversation_id: int, body: str, client_id: str 
         if conversation is None:
             raise NotFound("No such conversation.")
         membership(sender, conversation_id)
+        if conversation.kind == DIRECT:
+            other = [m.user_id for m in conversation.members if m.user_id != sender.id]
+            _refuse_blocked(sender.id, other)
         at = clock_now()
         # The conversation row is locked: the seq is the next one, with no gap, whoever sends at once.
         conversation.last_seq += 1
@@ -315,6 +331,8 @@ def edit_message(actor: Actor, message_id: int, body: str) -> dict:
     body = body.strip()
     if not body:
         raise ValidationError(fields={"body": ["Must not be empty."]})
+    if moderation.screen(body) == moderation.HOLD:
+        raise ValidationError("This message was not accepted by auto-moderation.", fields={"body": ["Not accepted."]})
     message.body, message.edited_at = body, clock_now()
     db.session.commit()
     data = present(message, _users({actor.id}))
@@ -394,7 +412,19 @@ def react(actor: Actor, message_id: int, emoji: str) -> dict:
     try:
         db.session.commit()
     except IntegrityError:
-        db.session.rollback()  # the same user's concurrent reaction won; theirs stands
+        # The same user's concurrent reaction won: answer what is stored, and announce nothing.
+        db.session.rollback()
+        emoji_now = db.session.scalar(
+            select(MessageReaction.emoji).where(
+                MessageReaction.message_id == message_id, MessageReaction.user_id == actor.id
+            )
+        )
+        return {
+            "message_id": message_id,
+            "conversation_id": message.conversation_id,
+            "user_id": actor.id,
+            "emoji": emoji_now,
+        }
     data = {
         "message_id": message_id,
         "conversation_id": message.conversation_id,

@@ -11,7 +11,7 @@ from bsn import amounts
 from bsn.actors import Actor
 from bsn.clock import now as clock_now
 from bsn.dbtools import get_or_404, lock
-from bsn.errors import Conflict, Forbidden, ValidationError
+from bsn.errors import Conflict, Forbidden, NotFound, ValidationError
 from bsn.extensions import db
 from bsn.models import Nft, NftCollection, NftListing, NftTransfer, User
 from bsn.models.nft import MAX_ROYALTY_BPS
@@ -33,7 +33,11 @@ def create_collection(creator: Actor, name: str, symbol: str, royalty_bps: int, 
         creator_id=creator.id, name=name, symbol=symbol, royalty_bps=royalty_bps, description=description
     )
     db.session.add(collection)
-    db.session.commit()
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise Conflict("That symbol is taken.", fields={"symbol": ["Already used by another collection."]}) from None
     return collection
 
 
@@ -67,10 +71,17 @@ def mint(creator: Actor, collection_id: int, metadata: dict) -> Nft:
 
 def list_for_sale(seller: Actor, nft_id: int, price: str) -> NftListing:
     units = amounts.to_units(price, "price")
-    nft = get_or_404(Nft, nft_id, "NFT")
+    where = Nft.id == nft_id
+    # Locked as a gift locks it, so a listing can never outlive its seller's ownership.
+    nft = lock(select(Nft).where(where), Nft, where).unique().scalar()
+    if nft is None:
+        db.session.rollback()
+        raise NotFound("No such NFT.")
     if nft.owner_id != seller.id:
+        db.session.rollback()
         raise Forbidden("Only the owner can list this NFT.")
     if _active_listing(nft_id) is not None:
+        db.session.rollback()
         raise Conflict("This NFT is already listed.", code="already_listed")
     listing = NftListing(nft_id=nft_id, seller_id=seller.id, price=units, status=ACTIVE)
     db.session.add(listing)

@@ -98,7 +98,10 @@ def follow(follower: Actor, user_id: int) -> dict:
     if added:
         notifications.notify(user_id, "follow", follower.id)
     db.session.commit()
-    realtime.emit("user_followed", {"follower": follower.id, "user_id": user_id}, "/feed", realtime.user_room(user_id))
+    if added:
+        realtime.emit(
+            "user_followed", {"follower": follower.id, "user_id": user_id}, "/feed", realtime.user_room(user_id)
+        )
     return {"user_id": user_id, "following": True}
 
 
