@@ -1,4 +1,8 @@
-"""Settings read from the environment (twelve-factor), with defaults that run locally."""
+"""Settings read from the environment (twelve-factor), with defaults that run locally.
+
+The process-level ones (PORT, BSN_INSTANCE_PATH, REDIS_SERVER_BIN, BSN_CONSOLE_VENDOR_DIR) are read where
+they are used, before an app exists; the README lists every setting.
+"""
 
 from __future__ import annotations
 
@@ -40,7 +44,7 @@ def normalize_database_url(url: str) -> str:
 
 
 def load_settings(instance_path: str) -> dict:
-    """Every setting of the service, each with its local default (the README lists them all)."""
+    """The settings of an app, each with its local default."""
     env = _env("BSN_ENV", "development")
     if env == "production" and not os.environ.get("SECRET_KEY"):
         raise RuntimeError("BSN_ENV=production needs SECRET_KEY set")
