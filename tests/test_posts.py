@@ -163,3 +163,25 @@ def test_list_endpoints_issue_a_constant_number_of_queries(app, client, people, 
         client.post(f"/api/users/{bob_id}/follow/", headers=auth(fan))
         client.post(f"/api/posts/{item}/like/", headers=auth(fan))
     assert [count(p) for p in paths] == few
+
+
+def test_new_posts_are_fanned_out_to_followers_by_a_job(client, ctx, people, monkeypatch):
+    from rq import Queue
+
+    from bsn import realtime
+    from bsn.extensions import redis_store
+
+    (amy_id, amy), (_, bob), (_, cat) = people["amy"], people["bob"], people["cat"]
+    for token in (bob, cat):
+        client.post(f"/api/users/{amy_id}/follow/", headers=auth(token))
+    pushed = []
+    monkeypatch.setattr(realtime, "emit", lambda event, data, namespace, room: pushed.append((event, room)))
+    item = post(client, amy, "news").get_json()
+    assert [e for e in pushed if e[0] == "post_created"] == []  # not inside the request
+    jobs = Queue("high", connection=redis_store.client).jobs
+    assert [(j.func_name, j.args[0]) for j in jobs] == [("workers.posts.fan_out", "post_created")]
+    assert jobs[0].args[1] == {"post_id": item["id"], "author_id": amy_id}
+    jobs[0].perform()
+    assert sorted(room for event, room in pushed if event == "post_created") == sorted(
+        [f"user:{people['bob'][0]}", f"user:{people['cat'][0]}"]
+    )

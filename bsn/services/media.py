@@ -10,7 +10,6 @@ from datetime import timedelta
 from flask import current_app
 from sqlalchemy import delete, select, update
 
-from bsn import realtime
 from bsn.actors import Actor
 from bsn.clock import isoformat
 from bsn.clock import now as clock_now
@@ -108,10 +107,9 @@ def create_story(author: Actor, media: str, caption: str = "") -> dict:
     )
     db.session.add(story)
     db.session.commit()
-    for follower_id in db.session.scalars(select(Follow.follower_id).where(Follow.followee_id == author.id)):
-        realtime.emit(
-            "story_created", {"story_id": story.id, "author_id": author.id}, "/feed", realtime.user_room(follower_id)
-        )
+    from bsn.services.posts import fan_out_later
+
+    fan_out_later("story_created", {"story_id": story.id, "author_id": author.id}, author.id)
     return story_json(story, db.session.get(User, author.id))
 
 

@@ -73,12 +73,33 @@ def create_post(author: Actor, body: str, visibility: str = PUBLIC, media: list[
     if held:
         return item(post, db.session.get(User, author.id), liked=False)
     data = item(post, db.session.get(User, author.id), liked=False)
-    followers = select(Follow.follower_id).where(Follow.followee_id == author.id)
-    for follower_id in db.session.scalars(followers):
-        realtime.emit(
-            "post_created", {"post_id": post.id, "author_id": author.id}, "/feed", realtime.user_room(follower_id)
-        )
+    # Popular authors have thousands of followers: the fan-out is a job, not part of the request.
+    fan_out_later("post_created", {"post_id": post.id, "author_id": author.id}, author.id)
     return data
+
+
+def fan_out_later(event: str, data: dict, author_id: int) -> None:
+    from workers import queues
+
+    queues.enqueue("workers.posts.fan_out", event, data, author_id, queue_name=queues.HIGH, timeout=600, retries=2)
+
+
+def fan_out(event: str, data: dict, author_id: int, batch: int = 5000) -> int:
+    """Push `event` to every follower of `author_id` on /feed; returns how many were told."""
+    told, after = 0, 0
+    while True:
+        followers = db.session.scalars(
+            select(Follow.follower_id)
+            .where(Follow.followee_id == author_id, Follow.follower_id > after)
+            .order_by(Follow.follower_id)
+            .limit(batch)
+        ).all()
+        for follower_id in followers:
+            realtime.emit(event, data, "/feed", realtime.user_room(follower_id))
+        told += len(followers)
+        if len(followers) < batch:
+            return told
+        after = followers[-1]
 
 
 def _can_see(viewer: Actor, post: Post) -> bool:
