@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 from flask import Flask
 from sqlalchemy import event
@@ -76,6 +77,32 @@ def _sqlite_pragmas(dbapi_connection, _record):
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+
+
+# SQLite allows one writer, and a blocked writer waits in C, unseen by gevent: under gevent, a greenlet
+# waiting for the database lock would stall the very greenlet that holds it. So on gevent, a process's
+# SQLite transactions take turns on a lock that gevent does see (threading is patched there).
+_SQLITE_TURN = threading.RLock()
+
+
+@event.listens_for(Engine, "begin")
+def _sqlite_take_turn(connection):
+    if connection.dialect.name == "sqlite" and _on_gevent():
+        _SQLITE_TURN.acquire()
+        connection.info["bsn_turn"] = True
+
+
+@event.listens_for(Engine, "commit")
+@event.listens_for(Engine, "rollback")
+def _sqlite_end_turn(connection):
+    if connection.info.pop("bsn_turn", False):
+        _SQLITE_TURN.release()
+
+
+def _on_gevent() -> bool:
+    from gevent import monkey
+
+    return monkey.is_module_patched("threading")
 
 
 def _init_socketio(app: Flask) -> None:
