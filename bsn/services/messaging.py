@@ -233,6 +233,8 @@ def send_message(sender: Actor, conversation_id: int, body: str, client_id: str 
         if earlier is not None:
             membership(sender, earlier.conversation_id)
             return present(earlier, _users({sender.id}))
+    offline = _offline_members(conversation_id, sender.id)
+    db.session.rollback()  # end the read-only transaction: the lock below starts the writing one
     where = Conversation.id == conversation_id
     conversation = lock(select(Conversation).where(where), Conversation, where).scalar()
     try:
@@ -262,7 +264,9 @@ def send_message(sender: Actor, conversation_id: int, body: str, client_id: str 
             .values(last_read_seq=conversation.last_seq)
         )
         db.session.flush()
-        _notify_offline_members(conversation_id, sender.id, message)
+        for user_id in offline:
+            data = {"conversation_id": conversation_id, "message_id": message.id, "seq": message.seq}
+            notifications.notify(user_id, "message", sender.id, data)
         db.session.commit()
     except IntegrityError:
         db.session.rollback()
@@ -278,8 +282,9 @@ def send_message(sender: Actor, conversation_id: int, body: str, client_id: str 
     return data
 
 
-def _notify_offline_members(conversation_id: int, sender_id: int, message: Message) -> None:
-    """Members with no live connection get a stored notification (the online ones see the message live)."""
+def _offline_members(conversation_id: int, sender_id: int) -> list[int]:
+    """The other members with no live connection: asked of Redis before the write lock is taken,
+    because no transaction may wait on the network while it holds the conversation row."""
     others = list(
         db.session.scalars(
             select(ConversationMember.user_id).where(
@@ -288,10 +293,7 @@ def _notify_offline_members(conversation_id: int, sender_id: int, message: Messa
         )
     )
     online = presence.online_among(others)
-    for user_id in others:
-        if user_id not in online:
-            data = {"conversation_id": conversation_id, "message_id": message.id, "seq": message.seq}
-            notifications.notify(user_id, "message", sender_id, data)
+    return [user_id for user_id in others if user_id not in online]
 
 
 def _by_client_id(sender_id: int, client_id: str) -> Message | None:
