@@ -174,3 +174,25 @@ class SocketClient:
 
     def close(self):
         self.sio.disconnect()
+
+
+def count_queries(app, client, path: str, token: str) -> int:
+    """How many SQL statements one GET of `path` sends (it must answer 200)."""
+    from sqlalchemy import event
+
+    from bsn.extensions import db
+
+    with app.app_context():
+        engine = db.engine
+    statements = []
+
+    def listener(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        response = client.get(path, headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 200, response.data
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    return len(statements)

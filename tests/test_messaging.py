@@ -170,27 +170,13 @@ def test_message_size_and_body_are_validated(client, trio, app):
 
 
 def test_list_queries_do_not_grow_with_the_page(client, trio, app, make_user):
-    from sqlalchemy import event
-
-    from bsn.extensions import db
+    from tests.helpers import count_queries
 
     (_, ann), (ben_id, ben), _ = trio
     chat = create(client, ann, [ben_id]).get_json()["id"]
-    with app.app_context():
-        engine = db.engine
 
     def count(path):
-        statements = []
-
-        def listener(conn, cursor, statement, *args):
-            statements.append(statement)
-
-        event.listen(engine, "before_cursor_execute", listener)
-        try:
-            assert client.get(path, headers=auth(ann)).status_code == 200
-        finally:
-            event.remove(engine, "before_cursor_execute", listener)
-        return len(statements)
+        return count_queries(app, client, path, ann)
 
     send(client, ben, chat, "one")
     few = count(f"/api/conversations/{chat}/messages/"), count("/api/conversations/")

@@ -127,27 +127,13 @@ def test_comments(client, people):
 
 
 def test_list_endpoints_issue_a_constant_number_of_queries(app, client, people, make_user):
-    from sqlalchemy import event
-
-    from bsn.extensions import db
+    from tests.helpers import count_queries
 
     (_, amy), (bob_id, bob) = people["amy"], people["bob"]
     client.post(f"/api/users/{bob_id}/follow/", headers=auth(amy))
-    with app.app_context():
-        engine = db.engine
 
     def count(path):
-        statements = []
-
-        def listener(conn, cursor, statement, *args):
-            statements.append(statement)
-
-        event.listen(engine, "before_cursor_execute", listener)
-        try:
-            assert client.get(path, headers=auth(amy)).status_code == 200
-        finally:
-            event.remove(engine, "before_cursor_execute", listener)
-        return len(statements)
+        return count_queries(app, client, path, amy)
 
     paths = [
         "/api/feed/?limit=50",
