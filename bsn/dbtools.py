@@ -71,3 +71,11 @@ def get_or_404(model, ident, what: str | None = None):
     if row is None:
         raise NotFound(f"No such {what or model.__tablename__.rstrip('s').replace('_', ' ')}.")
     return row
+
+
+def newest_first(stmt: Select, id_column, limit: int, before_id: int | None) -> tuple[list, bool]:
+    """One page of `stmt`'s rows by descending id, after a cursor's id: (rows, whether more follow)."""
+    if before_id is not None:
+        stmt = stmt.where(id_column < before_id)
+    rows = db.session.scalars(stmt.order_by(id_column.desc()).limit(limit + 1)).unique().all()
+    return rows[:limit], len(rows) > limit

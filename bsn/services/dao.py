@@ -12,7 +12,7 @@ from sqlalchemy import func, select, update
 from bsn import amounts, realtime
 from bsn.actors import Actor
 from bsn.clock import now as clock_now
-from bsn.dbtools import get_or_404, insert_ignore, lock
+from bsn.dbtools import get_or_404, insert_ignore, lock, newest_first
 from bsn.errors import Conflict, Forbidden, NotFound, ValidationError
 from bsn.extensions import db
 from bsn.models import LedgerEntry, Proposal, Vote
@@ -216,16 +216,9 @@ def proposals(status: str | None, limit: int, before_id: int | None):
     stmt = select(Proposal)
     if status:
         stmt = stmt.where(Proposal.status == status)
-    if before_id is not None:
-        stmt = stmt.where(Proposal.id < before_id)
-    rows = db.session.scalars(stmt.order_by(Proposal.id.desc()).limit(limit + 1)).all()
-    return rows[:limit], len(rows) > limit
+    return newest_first(stmt, Proposal.id, limit, before_id)
 
 
 def votes(proposal_id: int, limit: int, before_id: int | None):
     get_or_404(Proposal, proposal_id, "proposal")
-    stmt = select(Vote).where(Vote.proposal_id == proposal_id)
-    if before_id is not None:
-        stmt = stmt.where(Vote.id < before_id)
-    rows = db.session.scalars(stmt.order_by(Vote.id.desc()).limit(limit + 1)).all()
-    return rows[:limit], len(rows) > limit
+    return newest_first(select(Vote).where(Vote.proposal_id == proposal_id), Vote.id, limit, before_id)

@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select, update
 from bsn.actors import Actor
 from bsn.clock import isoformat
 from bsn.clock import now as clock_now
-from bsn.dbtools import get_or_404, insert_ignore
+from bsn.dbtools import get_or_404, insert_ignore, newest_first
 from bsn.errors import Conflict, Forbidden, NotFound, ValidationError
 from bsn.extensions import db
 from bsn.models import EventRsvp, Group, GroupEvent, GroupFile, GroupMember, Post, Upload, User
@@ -79,12 +79,8 @@ def get_group(viewer: Actor, group_id: int) -> dict:
 
 
 def list_groups(viewer: Actor, limit: int, before_id: int | None):
-    stmt = select(Group).order_by(Group.id.desc())
-    if before_id is not None:
-        stmt = stmt.where(Group.id < before_id)
-    rows = db.session.scalars(stmt.limit(limit + 1)).all()
-    page = rows[:limit]
-    return [group_json(g, viewer) for g in page], (page[-1].id if len(rows) > limit else None)
+    page, more = newest_first(select(Group), Group.id, limit, before_id)
+    return [group_json(g, viewer) for g in page], (page[-1].id if more else None)
 
 
 def join(user: Actor, group_id: int) -> dict:

@@ -22,7 +22,7 @@ from sqlalchemy import case, literal, select, update
 from bsn import amounts, realtime
 from bsn.actors import Actor, Caller
 from bsn.clock import now as clock_now
-from bsn.dbtools import insert_ignore, lock
+from bsn.dbtools import insert_ignore, lock, newest_first
 from bsn.errors import Conflict, NotFound, RateLimited
 from bsn.extensions import db, redis_store
 from bsn.models import Achievement, MiningSession, MiningState, User
@@ -407,10 +407,8 @@ def end_lapsed(at: datetime) -> list:
 
 def activities(user: Actor, limit: int, before_id: int | None):
     at = clock_now()
-    stmt = select(MiningSession).where(MiningSession.user_id == user.id).order_by(MiningSession.id.desc())
-    if before_id is not None:
-        stmt = stmt.where(MiningSession.id < before_id)
-    rows = db.session.scalars(stmt.limit(limit + 1)).all()
+    stmt = select(MiningSession).where(MiningSession.user_id == user.id)
+    rows, more = newest_first(stmt, MiningSession.id, limit, before_id)
     for session in rows:
         heartbeats.overlay(session)
     items = [
@@ -422,9 +420,9 @@ def activities(user: Actor, limit: int, before_id: int | None):
             "mining_power": s.power,
             "mined": accrued(s, at),
         }
-        for s in rows[:limit]
+        for s in rows
     ]
-    return items, len(rows) > limit
+    return items, more
 
 
 def achievements(user: Actor) -> dict:

@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from bsn import amounts
 from bsn.actors import Actor
 from bsn.clock import now as clock_now
-from bsn.dbtools import get_or_404, lock
+from bsn.dbtools import get_or_404, lock, newest_first
 from bsn.errors import Conflict, Forbidden, NotFound, ValidationError
 from bsn.extensions import db
 from bsn.models import Nft, NftCollection, NftListing, NftTransfer, User
@@ -205,34 +205,27 @@ def _locked_listing(listing_id: int) -> NftListing:
     return listing
 
 
-def _page(stmt, order_column, limit: int, before_id: int | None):
-    if before_id is not None:
-        stmt = stmt.where(order_column < before_id)
-    rows = db.session.scalars(stmt.order_by(order_column.desc()).limit(limit + 1)).unique().all()
-    return rows[:limit], len(rows) > limit
-
-
 def collections(limit: int, before_id: int | None):
-    return _page(select(NftCollection), NftCollection.id, limit, before_id)
+    return newest_first(select(NftCollection), NftCollection.id, limit, before_id)
 
 
 def collection_tokens(collection_id: int, limit: int, before_id: int | None):
     get_or_404(NftCollection, collection_id, "collection")
-    return _page(select(Nft).where(Nft.collection_id == collection_id), Nft.id, limit, before_id)
+    return newest_first(select(Nft).where(Nft.collection_id == collection_id), Nft.id, limit, before_id)
 
 
 def holdings(user_id: int, limit: int, before_id: int | None):
     get_or_404(User, user_id, "user")
-    return _page(select(Nft).where(Nft.owner_id == user_id), Nft.id, limit, before_id)
+    return newest_first(select(Nft).where(Nft.owner_id == user_id), Nft.id, limit, before_id)
 
 
 def open_listings(limit: int, before_id: int | None):
-    return _page(select(NftListing).where(NftListing.status == ACTIVE), NftListing.id, limit, before_id)
+    return newest_first(select(NftListing).where(NftListing.status == ACTIVE), NftListing.id, limit, before_id)
 
 
 def history(nft_id: int, limit: int, before_id: int | None):
     get_or_404(Nft, nft_id, "NFT")
-    return _page(select(NftTransfer).where(NftTransfer.nft_id == nft_id), NftTransfer.id, limit, before_id)
+    return newest_first(select(NftTransfer).where(NftTransfer.nft_id == nft_id), NftTransfer.id, limit, before_id)
 
 
 def erc721_metadata(nft_id: int) -> dict:

@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 
 from bsn import amounts
 from bsn.actors import Actor
-from bsn.dbtools import insert_ignore
+from bsn.dbtools import insert_ignore, newest_first
 from bsn.errors import InsufficientBalance, NotFound, ValidationError
 from bsn.extensions import db
 from bsn.models import LedgerEntry, User, Wallet
@@ -96,11 +96,7 @@ def transfer(sender: Actor, to_user_id: int, amount: str) -> LedgerEntry:
 
 
 def transactions(user_id: int, limit: int, before_id: int | None):
-    stmt = select(LedgerEntry).where(LedgerEntry.user_id == user_id).order_by(LedgerEntry.id.desc()).limit(limit + 1)
-    if before_id is not None:
-        stmt = stmt.where(LedgerEntry.id < before_id)
-    rows = db.session.scalars(stmt).all()
-    return rows[:limit], len(rows) > limit
+    return newest_first(select(LedgerEntry).where(LedgerEntry.user_id == user_id), LedgerEntry.id, limit, before_id)
 
 
 def audit() -> list[dict]:
