@@ -220,3 +220,23 @@ def test_edits_pass_auto_moderation(client, trio, app, monkeypatch):
     message = send(client, ann, chat, "fine").get_json()
     edited = client.patch(f"/api/messages/{message['id']}/", json={"body": "a scam"}, headers=auth(ann))
     assert edited.status_code == 422 and edited.get_json()["error"]["code"] == "content_blocked"
+
+
+def test_message_pages_follow_their_cursor_both_ways(client, trio):
+    (_, ann), (ben_id, _), _ = trio
+    chat = create(client, ann, [ben_id]).get_json()["id"]
+    for i in range(5):
+        send(client, ann, chat, f"m{i}")
+    url = f"/api/conversations/{chat}/messages/"
+
+    def walk(first):
+        seqs, page = [], client.get(first, headers=auth(ann)).get_json()
+        while True:
+            seqs += [m["seq"] for m in page["results"]]
+            if not page["next_cursor"]:
+                return seqs
+            page = client.get(f"{url}?limit=2&cursor={page['next_cursor']}", headers=auth(ann)).get_json()
+
+    assert walk(f"{url}?limit=2") == [5, 4, 3, 2, 1]
+    assert walk(f"{url}?limit=2&after_seq=0") == [1, 2, 3, 4, 5]
+    assert client.get(f"{url}?cursor=WyJzaWRld2F5cyIsMV0", headers=auth(ann)).status_code == 422

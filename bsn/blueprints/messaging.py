@@ -82,16 +82,25 @@ def remove_member(conversation_id, user_id):
 @blp.arguments(MessageListArgsSchema, location="query")
 @blp.response(200, MessagePageSchema)
 def list_messages(args, conversation_id):
-    """`after_seq`: ascending from there (catching up); otherwise newest first, `before_seq` to page back."""
+    """`after_seq`: ascending from there (catching up); otherwise newest first, `before_seq` to page back.
+
+    `next_cursor` continues in the same direction (it stands for the next after_seq or before_seq).
+    """
     if "after_seq" in args and "before_seq" in args:
         raise ValidationError(fields={"after_seq": ["Use after_seq or before_seq, not both."]})
-    return messaging.messages(
-        current_caller(),
-        conversation_id,
-        after_seq=args.get("after_seq"),
-        before_seq=args.get("before_seq"),
-        limit=args["limit"],
+    after, before = args.get("after_seq"), args.get("before_seq")
+    if args.get("cursor"):
+        direction, seq = decode_cursor(args["cursor"], 2, (str, int))
+        if direction not in ("after", "before"):
+            raise ValidationError(fields={"cursor": ["Invalid cursor."]})
+        after, before = (seq, None) if direction == "after" else (None, seq)
+    page = messaging.messages(
+        current_caller(), conversation_id, after_seq=after, before_seq=before, limit=args["limit"]
     )
+    next_cursor = None
+    if page["has_more"]:
+        next_cursor = encode_cursor("after" if after is not None else "before", page["results"][-1]["seq"])
+    return {**page, "next_cursor": next_cursor}
 
 
 @blp.route("/conversations/<int:conversation_id>/messages/", methods=["POST"])

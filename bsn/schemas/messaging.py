@@ -83,10 +83,12 @@ class MessageListArgsSchema(Schema):
     after_seq = fields.Integer(validate=validate.Range(min=0))
     before_seq = fields.Integer(validate=validate.Range(min=1))
     limit = fields.Integer(load_default=50, validate=validate.Range(min=1, max=100))
+    cursor = fields.String(validate=validate.Length(max=500), metadata={"description": "next_cursor of a page"})
 
 
 class MessagePageSchema(Schema):
     results = fields.List(fields.Nested(MessageSchema))
+    next_cursor = fields.String(allow_none=True, metadata={"description": "the next page in the same direction"})
     has_more = fields.Boolean()
 
 
