@@ -83,7 +83,8 @@ verdict_status=0
         "$( [ -n "$(git status --porcelain 2>/dev/null)" ] && echo ', uncommitted changes')" "$HARNESS"
     .venv/bin/python "$HERE/verdict.py" "$HARNESS/$run_dir/summary.json" || verdict_status=$?
 } > "$OUT/$name.md"
-cp "$OUT/$name.md" "$OUT/latest-$(sed -n 's/.*-\([a-z]*\)$/\1/p' <<<"$name").md"
+# <stamp>-<scenario>-<db> -> latest-<scenario>-<db>.md (the stamp is 19 characters)
+cp "$OUT/$name.md" "$OUT/latest-${name:20}.md"
 echo
 cat "$OUT/$name.md"
 say "written $OUT/$name.md (and $name.summary.json)"
