@@ -79,3 +79,8 @@ def newest_first(stmt: Select, id_column, limit: int, before_id: int | None) -> 
         stmt = stmt.where(id_column < before_id)
     rows = db.session.scalars(stmt.order_by(id_column.desc()).limit(limit + 1)).unique().all()
     return rows[:limit], len(rows) > limit
+
+
+def cursor_id(args: dict) -> int | None:
+    """The id a one-value cursor stands for, or None on the first page."""
+    return decode_cursor(args["cursor"], 1)[0] if args.get("cursor") else None

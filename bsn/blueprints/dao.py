@@ -3,7 +3,7 @@
 from flask_smorest import Blueprint
 
 from bsn.auth import current_caller, login_required
-from bsn.dbtools import decode_cursor, encode_cursor, get_or_404
+from bsn.dbtools import cursor_id, encode_cursor, get_or_404
 from bsn.models import Proposal
 from bsn.schemas.common import PageArgsSchema, page
 from bsn.schemas.dao import (
@@ -22,17 +22,13 @@ blp = Blueprint("dao", __name__, url_prefix="/api/dao", description="DAO governa
 SECURITY = [{"bearer": []}]
 
 
-def _before(args):
-    return decode_cursor(args["cursor"], 1)[0] if args.get("cursor") else None
-
-
 @blp.route("/proposals/", methods=["GET"])
 @blp.doc(security=SECURITY)
 @login_required
 @blp.arguments(ProposalListArgsSchema, location="query")
 @blp.response(200, ProposalPageSchema)
 def proposals(args):
-    rows, more = dao.proposals(args.get("status"), args["limit"], _before(args))
+    rows, more = dao.proposals(args.get("status"), args["limit"], cursor_id(args))
     return page(rows, encode_cursor(rows[-1].id) if more else None)
 
 
@@ -72,7 +68,7 @@ def vote(body, proposal_id):
 @blp.arguments(PageArgsSchema, location="query")
 @blp.response(200, VotePageSchema)
 def votes(args, proposal_id):
-    rows, more = dao.votes(proposal_id, args["limit"], _before(args))
+    rows, more = dao.votes(proposal_id, args["limit"], cursor_id(args))
     return page(rows, encode_cursor(rows[-1].id) if more else None)
 
 

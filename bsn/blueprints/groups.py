@@ -6,7 +6,7 @@ from marshmallow import Schema, fields, validate
 
 from bsn.auth import current_caller, login_required
 from bsn.blueprints.posts import page_cursor
-from bsn.dbtools import decode_cursor, encode_cursor
+from bsn.dbtools import cursor_id, encode_cursor
 from bsn.schemas.common import PageArgsSchema
 from bsn.schemas.social import PostPageSchema, PostSchema
 from bsn.services import groups
@@ -101,7 +101,7 @@ def _page_of(schema):
 
 
 def _after(args):
-    return decode_cursor(args["cursor"], 1)[0] if args.get("cursor") else None
+    return cursor_id(args)
 
 
 @blp.route("/", methods=["GET"])

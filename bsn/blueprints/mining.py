@@ -5,7 +5,7 @@ from flask_smorest import Blueprint
 
 from bsn.auth import bearer_token, current_caller, current_user, login_required
 from bsn.clock import isoformat
-from bsn.dbtools import decode_cursor, encode_cursor
+from bsn.dbtools import cursor_id, encode_cursor
 from bsn.extensions import limiter
 from bsn.schemas.common import PageArgsSchema, page
 from bsn.schemas.mining import (
@@ -97,7 +97,7 @@ def claim():
 @blp.response(200, MiningActivityPageSchema)
 def activities(args):
     """The caller's mining sessions, newest first."""
-    before = decode_cursor(args["cursor"], 1)[0] if args.get("cursor") else None
+    before = cursor_id(args)
     items, more = mining.activities(current_caller(), args["limit"], before)
     return page(items, encode_cursor(items[-1]["id"]) if more else None)
 

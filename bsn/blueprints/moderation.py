@@ -4,7 +4,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from bsn.auth import current_caller, login_required
-from bsn.dbtools import decode_cursor, encode_cursor
+from bsn.dbtools import cursor_id, encode_cursor
 from bsn.schemas.common import PageArgsSchema
 from bsn.services import moderation
 
@@ -59,7 +59,7 @@ AuditPageSchema = Schema.from_dict(
 
 
 def _after(args):
-    return decode_cursor(args["cursor"], 1)[0] if args.get("cursor") else None
+    return cursor_id(args)
 
 
 @blp.route("/reports/", methods=["POST"])

@@ -3,7 +3,7 @@
 from flask_smorest import Blueprint
 
 from bsn.auth import current_caller, login_required
-from bsn.dbtools import decode_cursor, encode_cursor
+from bsn.dbtools import cursor_id, encode_cursor
 from bsn.schemas.common import PageArgsSchema, page
 from bsn.schemas.nft import (
     CollectionCreateSchema,
@@ -26,7 +26,7 @@ SECURITY = [{"bearer": []}]
 
 
 def _paged(fetch, args, *ids):
-    before = decode_cursor(args["cursor"], 1)[0] if args.get("cursor") else None
+    before = cursor_id(args)
     rows, more = fetch(*ids, args["limit"], before)
     return page(rows, encode_cursor(rows[-1].id) if more else None)
 

@@ -4,7 +4,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 
 from bsn.auth import current_caller, login_required
-from bsn.dbtools import decode_cursor, encode_cursor
+from bsn.dbtools import cursor_id, encode_cursor
 from bsn.services import notifications
 
 blp = Blueprint("notifications", __name__, url_prefix="/api/notifications", description="Notifications")
@@ -55,7 +55,7 @@ PreferencesSchema = Schema.from_dict({kind: fields.Boolean() for kind in notific
 @blp.response(200, NotificationPageSchema)
 def listing(args):
     """Newest first, with the unread count."""
-    before = decode_cursor(args["cursor"], 1)[0] if args.get("cursor") else None
+    before = cursor_id(args)
     results, last, unread = notifications.listing(current_caller(), args["limit"], before, args["unread"])
     return {"results": results, "next_cursor": encode_cursor(last) if last else None, "unread_count": unread}
 

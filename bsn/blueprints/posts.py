@@ -6,7 +6,7 @@ from flask import jsonify
 from flask_smorest import Blueprint
 
 from bsn.auth import current_caller, current_user, login_required
-from bsn.dbtools import decode_cursor, encode_cursor
+from bsn.dbtools import cursor_id, decode_cursor, encode_cursor
 from bsn.errors import ValidationError
 from bsn.schemas.common import PageArgsSchema
 from bsn.schemas.social import (
@@ -106,7 +106,7 @@ def delete(post_id):
 @blp.response(200, CommentPageSchema)
 def list_comments(args, post_id):
     """Comments oldest first."""
-    after = decode_cursor(args["cursor"], 1)[0] if args.get("cursor") else None
+    after = cursor_id(args)
     results, last = posts.comments(current_caller(), post_id, args["limit"], after)
     return {"results": results, "next_cursor": encode_cursor(last) if last else None}
 

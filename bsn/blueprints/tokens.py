@@ -3,7 +3,7 @@
 from flask_smorest import Blueprint
 
 from bsn.auth import current_caller, login_required
-from bsn.dbtools import decode_cursor, encode_cursor
+from bsn.dbtools import cursor_id, encode_cursor
 from bsn.schemas.common import PageArgsSchema, page
 from bsn.schemas.tokens import BalanceSchema, LedgerEntrySchema, LedgerPageSchema, TransferSchema
 from bsn.services import tokens
@@ -27,7 +27,7 @@ def balance():
 @blp.response(200, LedgerPageSchema)
 def transactions(args):
     """The caller's ledger entries, newest first."""
-    before = decode_cursor(args["cursor"], 1)[0] if args.get("cursor") else None
+    before = cursor_id(args)
     rows, more = tokens.transactions(current_caller().id, args["limit"], before)
     return page(rows, encode_cursor(rows[-1].id) if more else None)
 

@@ -3,7 +3,7 @@
 from flask_smorest import Blueprint
 
 from bsn.auth import current_caller, login_required
-from bsn.dbtools import decode_cursor, encode_cursor
+from bsn.dbtools import cursor_id, encode_cursor
 from bsn.schemas.common import PageArgsSchema
 from bsn.schemas.social import (
     BlockStateSchema,
@@ -74,7 +74,7 @@ def unblock(user_id):
 
 
 def _follow_page(user_id, args, direction):
-    after = decode_cursor(args["cursor"], 1)[0] if args.get("cursor") else None
+    after = cursor_id(args)
     results, last = users.follow_list(current_caller(), user_id, direction, args["limit"], after)
     return {"results": results, "next_cursor": encode_cursor(last) if last else None}
 
