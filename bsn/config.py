@@ -63,6 +63,21 @@ def load_settings(instance_path: str) -> dict:
         "PASSWORD_MIN_LENGTH": _int("PASSWORD_MIN_LENGTH", 10),
         "PASSWORD_HASH_TIME_COST": _int("PASSWORD_HASH_TIME_COST", 3),
         "PASSWORD_HASH_MEMORY_KIB": _int("PASSWORD_HASH_MEMORY_KIB", 65536),
+        "PASSWORD_RESET_TTL": _int("PASSWORD_RESET_TTL", 3600),
+        "EMAIL_VERIFICATION_TTL": _int("EMAIL_VERIFICATION_TTL", 3 * 24 * 3600),
+        "RATELIMIT_PASSWORD_RESET": _env("RATELIMIT_PASSWORD_RESET", "5 per hour"),
+        # E-mail: "file" writes .eml files (development), "smtp" sends, "console" prints them to stdout
+        "MAIL_BACKEND": _env("MAIL_BACKEND", "file"),
+        "MAIL_FROM": _env("MAIL_FROM", "BSN <no-reply@localhost>"),
+        "MAIL_FILE_DIR": _env("MAIL_FILE_DIR", ""),  # empty: <instance>/mail
+        "MAIL_SMTP_HOST": _env("MAIL_SMTP_HOST", "localhost"),
+        "MAIL_SMTP_PORT": _int("MAIL_SMTP_PORT", 587),
+        "MAIL_SMTP_USER": _env("MAIL_SMTP_USER", ""),
+        "MAIL_SMTP_PASSWORD": _env("MAIL_SMTP_PASSWORD", ""),
+        "MAIL_SMTP_STARTTLS": _bool("MAIL_SMTP_STARTTLS", True),
+        "MAIL_SMTP_TIMEOUT": _int("MAIL_SMTP_TIMEOUT", 20),
+        "PUBLIC_URL": _env("PUBLIC_URL", "http://localhost:5000"),  # links in e-mails start with it
+        "NOTIFICATION_EMAIL_INTERVAL": _int("NOTIFICATION_EMAIL_INTERVAL", 3600),
         # HTTP
         "CORS_ORIGINS": _list("CORS_ORIGINS", "http://localhost:3000,http://127.0.0.1:3000"),
         "MAX_CONTENT_LENGTH": _int("MAX_CONTENT_LENGTH", 1024 * 1024),

@@ -11,9 +11,10 @@ from bsn.models.notifications import Notification, NotificationPreference
 from bsn.models.social import Block, Comment, Follow, Post, PostLike
 from bsn.models.tags import PostTag
 from bsn.models.tokens import LedgerEntry, Wallet
-from bsn.models.users import AuthToken, Role, User
+from bsn.models.users import AccountToken, AuthToken, Role, User
 
 __all__ = [
+    "AccountToken",
     "Achievement",
     "AuthToken",
     "Block",

@@ -30,6 +30,9 @@ class User(db.Model):
     avatar_url: Mapped[str | None] = mapped_column(String(500))
     role: Mapped[str] = mapped_column(String(16), default=Role.USER.value)
     suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A deleted account keeps its row (anonymised) so that messages, trades and votes keep their other side.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     tokens: Mapped[list[AuthToken]] = relationship(back_populates="user", cascade="all, delete-orphan")
@@ -43,6 +46,10 @@ class User(db.Model):
     @property
     def is_suspended(self) -> bool:
         return self.suspended_at is not None
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
 
     @property
     def is_moderator(self) -> bool:
@@ -66,3 +73,22 @@ class AuthToken(db.Model):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class AccountToken(db.Model):
+    """A single-use token sent by e-mail (password reset, address verification).
+
+    The token itself is an HMAC of `nonce` under SECRET_KEY: neither the database nor the queued e-mail job
+    holds a usable token, and the job can still render the link from the row.
+    """
+
+    __tablename__ = "account_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))  # password_reset, verify_email
+    nonce: Mapped[str] = mapped_column(String(64))
+    email: Mapped[str] = mapped_column(String(254))  # the address it was sent to
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
