@@ -83,8 +83,10 @@ class WebServer:
 
 
 @contextmanager
-def web_process(app, port: int | None = None, **env):
-    """The production web server (gunicorn, one gevent worker) on a free port; yields a WebServer."""
+def web_process(app, port: int | None = None, output=None, **env):
+    """The production web server (gunicorn, one gevent worker) on a free port; yields a WebServer.
+
+    `output`: an open file that gets the server's stdout and stderr (its log), instead of the test's."""
     from bsn.devredis import free_port
 
     port = port or free_port()
@@ -105,6 +107,8 @@ def web_process(app, port: int | None = None, **env):
         cwd=ROOT,
         env=service_env(app, LOG_LEVEL="WARNING", **env),
         stdin=subprocess.DEVNULL,
+        stdout=output,
+        stderr=output,
         start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
