@@ -200,3 +200,17 @@ def count_queries(app, client, path: str, token: str) -> int:
     finally:
         event.remove(engine, "before_cursor_execute", listener)
     return len(statements)
+
+
+def run_jobs(app, *queue_names: str) -> int:
+    """Run every queued job in this process (RQ's SimpleWorker, burst mode); returns how many ran."""
+    from rq import SimpleWorker
+
+    from bsn.extensions import redis_store
+    from workers import queues
+
+    with app.app_context():
+        names = queue_names or queues.ALL
+        worker = SimpleWorker([queues.queue(name) for name in names], connection=redis_store.client)
+        worker.work(burst=True)
+        return worker.successful_job_count + worker.failed_job_count
