@@ -9,7 +9,7 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from bsn import http, logs
+from bsn import http, logs, outages
 from bsn.config import load_settings
 from bsn.extensions import cors, db, limiter, migrate, redis_store, socketio
 
@@ -30,8 +30,10 @@ def create_app(config: dict | None = None) -> Flask:
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations"))
     redis_store.init_app(app)
     cors.init_app(app, origins=app.config["CORS_ORIGINS"], expose_headers=["X-Request-ID", "Retry-After"])
-    limiter.init_app(app)
+    # http first: its request id must exist before the limiter's check, which may already answer 429 or 503.
     http.init_app(app)
+    limiter.init_app(app)
+    outages.init_app(app)
     _init_socketio(app)
     _register_blueprints(app)
 
@@ -108,11 +110,13 @@ def _on_gevent() -> bool:
 def _init_socketio(app: Flask) -> None:
     from gevent import monkey
 
+    from bsn.socketqueue import RecoveringRedisManager
+
     async_mode = "gevent" if monkey.is_module_patched("socket") else "threading"
     socketio.init_app(
         app,
         async_mode=async_mode,
-        message_queue=app.config["REDIS_URL"],
+        client_manager=RecoveringRedisManager(app.config["REDIS_URL"]),
         cors_allowed_origins=_origin_check(app.config["CORS_ORIGINS"]),
         # A ping every 25 s with 20 s to answer keeps idle connections open through proxies.
         ping_interval=25,

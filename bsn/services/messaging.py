@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 
+import redis
 from flask import current_app
 from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
@@ -292,7 +293,12 @@ def _offline_members(conversation_id: int, sender_id: int) -> list[int]:
             )
         )
     )
-    online = presence.online_among(others)
+    try:
+        online = presence.online_among(others)
+    except redis.RedisError:
+        # Storing a message never needs Redis; while presence is unknown, everyone gets the notification.
+        log.warning("presence unavailable; notifying every member of conversation %s", conversation_id)
+        online = set()
     return [user_id for user_id in others if user_id not in online]
 
 

@@ -1,0 +1,60 @@
+"""The Socket.IO message queue on Redis, made to recover from a Redis restart without losing events unseen."""
+
+from __future__ import annotations
+
+import time
+
+import socketio
+
+CHANNEL = "flask-socketio"  # Flask-SocketIO's default: every process, web or worker, publishes here
+MAX_RETRY_SLEEP = 4  # python-socketio waits up to 60 s between tries; a restarted Redis should be used at once
+
+
+class RecoveringRedisManager(socketio.RedisManager):
+    """python-socketio's RedisManager, plus: once its subscription comes back after a lost connection,
+    every socket of this process is dropped, so its client reconnects and syncs.
+
+    Why: events published while no subscription was open (the outage, and the retry wait after it)
+    are gone for good, and a client whose socket stayed open would never learn it missed them. A
+    dropped transport is what every client already handles: it reconnects, and BSN's clients sync
+    on reconnect. The loop is python-socketio's own `_redis_listen_with_retries` with that added.
+    """
+
+    def __init__(self, url: str, **kwargs) -> None:
+        kwargs.setdefault("channel", CHANNEL)
+        super().__init__(url, **kwargs)
+
+    def _redis_listen_with_retries(self):
+        retry_sleep = 1
+        subscribed = False
+        lost = False
+        while True:
+            try:
+                if not subscribed:
+                    self._redis_connect()
+                    self.pubsub.subscribe(self.channel)
+                    subscribed = True
+                    retry_sleep = 1
+                    if lost:
+                        lost = False
+                        self._drop_local_sockets()
+                yield from self.pubsub.listen()
+            except Exception as exc:  # noqa: BLE001 - as python-socketio: any failure means reconnect
+                self._get_logger().error(
+                    "Cannot receive from redis... retrying in %s secs", retry_sleep, extra={"redis_exception": str(exc)}
+                )
+                subscribed = False
+                lost = True
+                time.sleep(retry_sleep)
+                retry_sleep = min(retry_sleep * 2, MAX_RETRY_SLEEP)
+
+    def _drop_local_sockets(self) -> None:
+        eio = self.server.eio
+        sockets = list(eio.sockets.values())
+        self._get_logger().warning("message queue back: dropping %d socket(s) so their clients resync", len(sockets))
+        for socket in sockets:
+            try:
+                # abort: no close packet, so clients see a lost transport and reconnect (a close means "stay away").
+                socket.close(wait=False, abort=True, reason=eio.reason.TRANSPORT_CLOSE)
+            except Exception:  # noqa: BLE001 - one bad socket must not stop the listener
+                self._get_logger().exception("could not drop socket %s", socket.sid)

@@ -1,0 +1,154 @@
+"""Faults with real processes: Redis and PostgreSQL restarted, a worker and the web process killed mid-work."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import requests
+import socketio
+from sqlalchemy import select
+
+from bsn.devredis import PrivateRedis
+from bsn.extensions import db
+from bsn.models import Message
+from tests.conftest import auth
+from tests.helpers import SocketClient, wait_until, web_process
+
+CHAT = "/chat"
+
+
+class ReconnectingClient(SocketClient):
+    """SocketClient with python-socketio's own reconnection on, quick enough for a test."""
+
+    def __init__(self, url: str, token: str, namespaces=(CHAT,)) -> None:
+        self.events = []
+        self._lock = threading.Lock()
+        self.sio = socketio.Client(reconnection=True, reconnection_delay=0.2, reconnection_delay_max=1)
+        self.connects = 0
+        self.sio.on("connect", self._count_connect, namespace=namespaces[0])
+        for namespace in namespaces:
+            self.sio.on("*", self._recorder(namespace), namespace=namespace)
+        self.sio.connect(url, namespaces=list(namespaces), auth={"token": token}, transports=["websocket"])
+
+    def _count_connect(self):
+        self.connects += 1
+
+
+def call(method: str, url: str, token: str | None = None, **kwargs) -> requests.Response:
+    # Every call has a deadline: a fault must never turn into a hang.
+    return requests.request(method, url, headers=auth(token) if token else None, timeout=15, **kwargs)
+
+
+def is_envelope(response: requests.Response, status: int, code: str | None = None) -> bool:
+    body = response.json()
+    return (
+        response.status_code == status
+        and set(body) >= {"error"}
+        and (code is None or body["error"]["code"] == code)
+        and bool(body["error"]["message"])
+        and bool(body["error"]["request_id"])
+    )
+
+
+@pytest.fixture
+def pair(client, make_user):
+    ann_id, ann = make_user("ann")
+    ben_id, ben = make_user("ben")
+    chat = client.post("/api/conversations/", json={"user_ids": [ben_id]}, headers=auth(ann)).get_json()["id"]
+    return {"ann": (ann_id, ann), "ben": (ben_id, ben), "chat": chat}
+
+
+def stored_messages(app, chat: int) -> list[Message]:
+    with app.app_context():
+        db.session.remove()
+        return list(db.session.scalars(select(Message).where(Message.conversation_id == chat).order_by(Message.seq)))
+
+
+# ---- Redis restarted ----
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A Redis for this test alone, so stopping it disturbs no other test (empty after a restart: the worst case)."""
+    server = PrivateRedis(str(tmp_path / "redis"), persist=False).start()
+    yield server
+    server.stop()
+
+
+def test_redis_restarted_while_people_chat_and_mine(app, pair, own_redis):
+    ann_id, ann = pair["ann"]
+    _, ben = pair["ben"]
+    chat = pair["chat"]
+    settings = {"REDIS_URL": own_redis.url, "SOCKET_RATE_LIMIT": "1000 per 10 seconds"}
+    with (
+        web_process(app, RATELIMIT_FAIL_OPEN="true", **settings) as open_web,
+        web_process(app, RATELIMIT_FAIL_OPEN="false", **settings) as closed_web,
+    ):
+        ann_socket = ReconnectingClient(open_web.url, ann)
+        ben_socket = ReconnectingClient(closed_web.url, ben)  # across processes: both message-queue listeners
+        try:
+            before = ann_socket.call("send_message", {"conversation_id": chat, "body": "before", "client_id": "b1"})
+            assert ben_socket.wait_for("new_message")[0]["id"] == before["id"]
+            assert call("POST", open_web.url + "/api/mining/start/", ann).status_code == 200
+            assert call("PATCH", open_web.url + "/api/mining/heartbeat/", ann).json()["renewed"] is True
+            claimed = wait_until(
+                lambda: (r := call("POST", open_web.url + "/api/mining/claim/", ann)).status_code == 200 and r.json(),
+                message="something to claim",
+            )
+            balance = call("GET", open_web.url + "/api/tokens/balance/", ann).json()["balance"]
+            assert balance == claimed["balance"]
+
+            own_redis.stop()
+
+            for web in (open_web, closed_web):
+                assert call("GET", web.url + "/health").status_code == 200
+                ready = call("GET", web.url + "/ready")
+                assert is_envelope(ready, 503, "not_ready") and ready.json()["checks"]["redis"]["ok"] is False
+            # Fail open: calls pass unlimited, and what they commit is committed.
+            assert call("GET", open_web.url + "/api/auth/user/", ann).json()["id"] == ann_id
+            during = call(
+                "POST",
+                f"{open_web.url}/api/conversations/{chat}/messages/",
+                ann,
+                json={"body": "during", "client_id": "d1"},
+            )
+            assert during.status_code == 201, during.text
+            # Fail closed: a clear 503, not a 500 and not a hang.
+            refused = call("GET", closed_web.url + "/api/auth/user/", ben)
+            assert is_envelope(refused, 503, "service_unavailable"), refused.text
+            assert int(refused.headers["Retry-After"]) > 0
+            # Mining needs Redis for its live sessions: a clean 503, and nothing lost (checked below).
+            assert is_envelope(call("PATCH", open_web.url + "/api/mining/heartbeat/", ann), 503, "service_unavailable")
+
+            own_redis.start()
+
+            for web in (open_web, closed_web):
+                wait_until(
+                    lambda web=web: call("GET", web.url + "/ready").json()["checks"]["redis"]["ok"],
+                    message="/ready to see Redis again",
+                )
+            assert call("GET", closed_web.url + "/api/auth/user/", ben).status_code == 200
+            # Both processes drop their sockets once their message queue is back: the clients reconnect.
+            wait_until(
+                lambda: all(s.connects >= 2 and s.sio.connected for s in (ann_socket, ben_socket)),
+                message="both sockets to reconnect",
+            )
+            after = ann_socket.call("send_message", {"conversation_id": chat, "body": "after", "client_id": "a1"})
+            assert ben_socket.wait_for("new_message", predicate=lambda m: m["id"] == after["id"])
+            synced = ben_socket.call("sync", {"conversation_id": chat, "after_seq": 0})
+            assert [m["body"] for m in synced["results"]] == ["before", "during", "after"]
+
+            beat = call("PATCH", open_web.url + "/api/mining/heartbeat/", ann)
+            assert beat.status_code == 200 and beat.json()["renewed"] is True, beat.text
+            assert call("GET", open_web.url + "/api/tokens/balance/", ann).json()["balance"] == balance
+            stats = call("GET", open_web.url + "/api/mining/stats/", ann).json()
+            assert stats["is_mining"] is True and stats["total_mined"] == claimed["claimed"]
+        finally:
+            ann_socket.close()
+            ben_socket.close()
+    assert [(m.body, m.client_id) for m in stored_messages(app, chat)] == [
+        ("before", "b1"),
+        ("during", "d1"),
+        ("after", "a1"),
+    ]
