@@ -1,7 +1,9 @@
 """Who is calling: the bearer token of the current request, resolved once per request.
 
-`current_caller()` costs one Redis lookup (the token cache); `current_user()` also loads the user
-row. Suspension revokes every token of the user, so both refuse a suspended account at once.
+`current_caller()` costs one Redis round trip (the token cache; when the per-user default rate limit
+applies, its hits and the cached account ride along, see `accounts.lookup_token`); `current_user()`
+also loads the user row. Suspension revokes every token of the user, so both refuse a suspended
+account at once.
 """
 
 from __future__ import annotations
@@ -28,27 +30,47 @@ def bearer_token() -> str | None:
     return token.strip()
 
 
-def _resolve() -> tuple[Caller | None, BSNError | None]:
+def _resolve(rate_hits=None) -> tuple[Caller | None, BSNError | None]:
     token = bearer_token()
     if token is None:
         if request.headers.get("Authorization") and not request.authorization:
             return None, Unauthorized("Use 'Authorization: Bearer <token>'.", code="invalid_token")
         return None, None
-    user_id = accounts.user_id_for_token(token)
-    if user_id is None:
+    rate_hits = rate_hits() if rate_hits else ()
+    found = accounts.lookup_token(token, rate_hits)
+    if found.user_id is None:
         return None, Unauthorized("The token is invalid, expired or revoked.", code="invalid_token")
-    return Caller(user_id), None
+    if found.account is not None:
+        request.environ[accounts.PREFETCHED_ACCOUNT] = (found.user_id, found.account)
+    if found.counts:
+        request.environ[PREHITS] = {
+            hit.prefix + str(found.user_id) + hit.suffix: count
+            for hit, count in zip(rate_hits, found.counts, strict=True)
+        }
+    return Caller(found.user_id), None
 
 
-def _state() -> tuple[Caller | None, BSNError | None]:
+# Rate-limit counters that the token lookup of this request has already hit: {Redis key: count}.
+PREHITS = "bsn.auth.prehits"
+
+
+def _state(rate_hits=None) -> tuple[Caller | None, BSNError | None]:
     state = request.environ.get(_KEY)
     if state is None:
-        state = request.environ[_KEY] = _resolve()
+        state = request.environ[_KEY] = _resolve(rate_hits)
     return state
 
 
 def current_caller_or_none() -> Caller | None:
     return _state()[0]
+
+
+def caller_hitting(rate_hits) -> Caller | None:
+    """`current_caller_or_none()`; if this resolves the token, `rate_hits()` are hit in the same round trip.
+
+    The counts land in the environ under PREHITS, for the rate limiter to use instead of its own hits.
+    """
+    return _state(rate_hits)[0]
 
 
 def current_caller() -> Caller:

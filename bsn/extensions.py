@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import redis
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, g, has_request_context, request
 from flask_cors import CORS
 from flask_limiter import Limiter
 from flask_migrate import Migrate
@@ -32,24 +32,113 @@ cors = CORS()
 socketio = SocketIO()
 
 
+USER_KEY = "user:{}"
+
+
 def _rate_limit_key() -> str:
     # Authenticated callers are limited per user, anonymous ones per address.
     from bsn.auth import current_caller_or_none
 
     caller = current_caller_or_none()
     if caller is not None:
-        return f"user:{caller.id}"
+        return USER_KEY.format(caller.id)
     return f"ip:{request.remote_addr or 'unknown'}"
 
 
 def _default_limit() -> str:
-    from bsn.auth import current_caller_or_none
+    # Flask-Limiter asks for the default limit only when it applies to the request, and before it hits
+    # anything: the token lookup can make the per-user hits in its own round trip.
+    from bsn.auth import caller_hitting
 
-    key = "RATELIMIT_USER" if current_caller_or_none() is not None else "RATELIMIT_ANON"
+    key = "RATELIMIT_USER" if caller_hitting(_user_limit_hits) is not None else "RATELIMIT_ANON"
     return current_app.config[key]
 
 
-limiter = Limiter(key_func=_rate_limit_key, default_limits=[_default_limit])
+_MARK = "\x00"  # stands for the user id in a key built by the limits library
+
+
+def _user_limit_hits():
+    """The counters Flask-Limiter will hit for RATELIMIT_USER in this request, as `accounts.RateHit`s.
+
+    Keys are built by the limits library itself (RateLimitItem.key_for, the storage's prefixed_key),
+    with a mark where the user id goes. None are made ahead (so Flask-Limiter hits them itself) when
+    its hit would differ from the lookup's INCRBY-then-EXPIRE: another strategy, another storage, a
+    cost or a deduct_when on the defaults.
+    """
+    from limits import parse_many
+
+    from bsn.services.accounts import RateHit
+
+    config = current_app.config
+    if (
+        config.get("RATELIMIT_STRATEGY") != "fixed-window"
+        or config.get("RATELIMIT_STORAGE_URI") != config["REDIS_URL"]
+        or config.get("RATELIMIT_STORAGE_OPTIONS")
+        or config.get("RATELIMIT_DEFAULTS_COST", 1) != 1
+        or config.get("RATELIMIT_DEFAULTS_DEDUCT_WHEN")
+        or config.get("RATELIMIT_DEFAULTS_EXEMPT_WHEN")
+    ):
+        return ()
+    scope = limiter.identify_request()
+    if not scope:
+        return ()
+    if config.get("RATELIMIT_DEFAULTS_PER_METHOD"):
+        scope += ":" + request.method.upper()
+    prefix = config.get("RATELIMIT_KEY_PREFIX")
+    cache = current_app.extensions.setdefault("bsn_user_limit_hits", {})
+    cache_key = (config["RATELIMIT_USER"], prefix, scope)
+    hits = cache.get(cache_key)
+    if hits is None:
+        storage = limiter.storage
+        hits = []
+        for item in parse_many(config["RATELIMIT_USER"]):
+            key = storage.prefixed_key(item.key_for(*([prefix] if prefix else []), USER_KEY.format(_MARK), scope))
+            before, _, after = key.partition(_MARK)
+            hits.append(RateHit(before, after, item.get_expiry()))
+        hits = cache[cache_key] = tuple(hits)
+    return hits
+
+
+class _PrehitStrategy:
+    """Flask-Limiter's rate-limit strategy, except for hits the request's token lookup already made."""
+
+    def __init__(self, strategy, storage) -> None:
+        self.strategy, self.storage = strategy, storage
+
+    def hit(self, item, *identifiers, cost: int = 1) -> bool:
+        from bsn.auth import PREHITS
+
+        made = request.environ.get(PREHITS) if has_request_context() else None
+        if made:
+            count = made.pop(self.storage.prefixed_key(item.key_for(*identifiers)), None)
+            if count is not None:
+                if cost == 1:
+                    return count <= item.amount
+                return self.strategy.hit(item, *identifiers, cost=cost - 1)
+        return self.strategy.hit(item, *identifiers, cost=cost)
+
+    def __getattr__(self, name):
+        return getattr(self.strategy, name)
+
+
+class BSNLimiter(Limiter):
+    """Flask-Limiter, with the per-user default limit hit inside the token lookup's round trip.
+
+    Everything else (which limits apply, keys, 429 with Retry-After and X-RateLimit-*, swallowing
+    errors when RATELIMIT_FAIL_OPEN) stays Flask-Limiter's: only the hit of a counter the lookup has
+    already incremented is answered from its count instead of another round trip.
+    """
+
+    @property
+    def limiter(self):
+        strategy = super().limiter
+        wrapped = self.__dict__.get("_bsn_prehit")
+        if wrapped is None or wrapped.strategy is not strategy:
+            wrapped = self.__dict__["_bsn_prehit"] = _PrehitStrategy(strategy, self.storage)
+        return wrapped
+
+
+limiter = BSNLimiter(key_func=_rate_limit_key, default_limits=[_default_limit])
 
 
 class RedisHolder:

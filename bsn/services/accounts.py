@@ -7,12 +7,13 @@ import hashlib
 import json
 import logging
 import secrets
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import redis
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import current_app
+from flask import current_app, has_request_context, request
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -166,26 +167,94 @@ def token_cache_key(raw_token: str) -> str:
     return TOKEN_CACHE_PREFIX + _digest(raw_token)
 
 
+# The token check of an HTTP request in one Redis round trip: the token's cache entry, the cached
+# copy of its account (`auth:account:<id>`, so GET /api/auth/user/ needs nothing more), and the hits
+# of the caller's per-user rate limits. A hit is an INCRBY of a fixed-window counter, then EXPIRE on
+# its first hit, exactly as the `limits` library's own script does, on the key Flask-Limiter would
+# use (the user id goes between ARGV prefix and suffix). An invalid token hits nothing: the call is
+# then anonymous and limited per address the ordinary way. Keys derived inside the script are fine
+# on a single Redis, which BSN uses for everything.
+_LOOKUP = """
+local token = redis.call('GET', KEYS[1])
+if not token then return {} end
+local sep = string.find(token, ':', 1, true)
+if not sep or tonumber(string.sub(token, sep + 1)) <= tonumber(ARGV[1]) then return {token} end
+local uid = string.sub(token, 1, sep - 1)
+local reply = {token, redis.call('GET', ARGV[2] .. uid)}
+local cost = tonumber(ARGV[3])
+for i = 4, #ARGV, 3 do
+  local key = ARGV[i] .. uid .. ARGV[i + 1]
+  local count = redis.call('INCRBY', key, cost)
+  if count == cost then redis.call('EXPIRE', key, ARGV[i + 2]) end
+  reply[#reply + 1] = count
+end
+return reply
+"""
+
+
+@dataclass(frozen=True)
+class RateHit:
+    """A fixed-window counter to hit for the token's user: key = prefix + user id + suffix."""
+
+    prefix: str
+    suffix: str
+    expiry: int
+
+
+@dataclass
+class TokenLookup:
+    user_id: int | None = None
+    account: bytes | None = None  # the account's cached copy, when the cache answered
+    counts: list[int] = field(default_factory=list)  # per RateHit, the count after this request's hit
+
+
+def lookup_token(raw_token: str, rate_hits: tuple[RateHit, ...] = ()) -> TokenLookup:
+    """`user_id_for_token`, plus the account copy and the rate-limit hits, in the same round trip.
+
+    The hits are made only when the token cache answers for a live token; `counts` is empty otherwise.
+    """
+    digest = _digest(raw_token)
+    current = now()
+    try:
+        reply = _lookup_script()(
+            keys=[TOKEN_CACHE_PREFIX + digest],
+            args=[repr(current.timestamp()), ACCOUNT_CACHE_PREFIX, 1, *_hit_args(rate_hits)],
+        )
+    except redis.RedisError:
+        log.warning("token cache unavailable; falling back to the database")
+        reply = []
+    if reply:
+        cached = reply[0]
+        if cached == REVOKED:
+            return TokenLookup()
+        user_id, _, expires = cached.decode().partition(":")
+        if float(expires) <= current.timestamp():
+            return TokenLookup()
+        return TokenLookup(int(user_id), reply[1], [int(count) for count in reply[2:]])
+    return TokenLookup(_fill_token_cache(digest, current))
+
+
+def _hit_args(rate_hits: tuple[RateHit, ...]) -> list:
+    return [value for hit in rate_hits for value in (hit.prefix, hit.suffix, hit.expiry)]
+
+
+def _lookup_script():
+    script = current_app.extensions.get("bsn_token_lookup")
+    if script is None:
+        script = current_app.extensions["bsn_token_lookup"] = redis_store.client.register_script(_LOOKUP)
+    return script
+
+
 def user_id_for_token(raw_token: str) -> int | None:
     """The user a live token belongs to, or None. Cached in Redis so most checks skip the database.
 
     A revocation writes a tombstone that a concurrent cache fill cannot overwrite (fills use NX),
     so a logout is seen by every process at once.
     """
-    digest = _digest(raw_token)
-    current = now()
-    cached = None
-    try:
-        cached = redis_store.client.get(TOKEN_CACHE_PREFIX + digest)
-    except redis.RedisError:
-        log.warning("token cache unavailable; falling back to the database")
-    if cached is not None:
-        if cached == REVOKED:
-            return None
-        user_id, _, expires = cached.decode().partition(":")
-        if float(expires) > current.timestamp():
-            return int(user_id)
-        return None
+    return lookup_token(raw_token).user_id
+
+
+def _fill_token_cache(digest: str, current) -> int | None:
     row = db.session.execute(
         select(AuthToken.user_id, AuthToken.expires_at).where(
             AuthToken.token_hash == digest, AuthToken.revoked_at.is_(None)
@@ -208,7 +277,10 @@ def user_json(user: User | None) -> dict | None:
     return {"id": user.id, "username": user.username, "display_name": user.display_name, "avatar_url": user.avatar_url}
 
 
-ACCOUNT_CACHE = "auth:account:{}"
+ACCOUNT_CACHE_PREFIX = "auth:account:"
+ACCOUNT_CACHE = ACCOUNT_CACHE_PREFIX + "{}"
+# Where bsn.auth keeps the account copy that the request's token lookup brought along: (user id, JSON).
+PREFETCHED_ACCOUNT = "bsn.auth.account"
 ACCOUNT_FIELDS = ("id", "username", "email", "display_name", "bio", "avatar_url", "role")
 
 
@@ -216,13 +288,15 @@ def own_account(actor: Actor) -> dict:
     """The caller's own account as plain data, from a Redis copy that every change of it rewrites.
 
     Writers overwrite the copy after their commit and readers fill it only where absent (NX), so a
-    reader that loaded the row before a change can never put the old version back.
+    reader that loaded the row before a change can never put the old version back. The copy usually
+    came along with the request's token lookup (same round trip); otherwise it costs one GET.
     """
-    key = ACCOUNT_CACHE.format(actor.id)
-    try:
-        cached = redis_store.client.get(key)
-    except redis.RedisError:
-        cached = None
+    cached = _prefetched_account(actor.id)
+    if cached is None:
+        try:
+            cached = redis_store.client.get(ACCOUNT_CACHE.format(actor.id))
+        except redis.RedisError:
+            cached = None
     if cached is not None:
         return json.loads(cached)
     user = db.session.get(User, actor.id)
@@ -233,10 +307,25 @@ def own_account(actor: Actor) -> dict:
     return _cache_account(user, only_if_absent=True)
 
 
+def _prefetched_account(user_id: int) -> bytes | None:
+    if not has_request_context():
+        return None
+    found = request.environ.get(PREFETCHED_ACCOUNT)
+    return found[1] if found and found[0] == user_id else None
+
+
 def _cache_account(user: User, *, only_if_absent: bool) -> dict:
-    account = {field: getattr(user, field) for field in ACCOUNT_FIELDS}
+    """Rewrite (or, for a suspended user, delete) the account's cached copy after a change.
+
+    Every change of a field of ACCOUNT_FIELDS or of the suspension calls it with only_if_absent=False
+    after its commit; fills pass True.
+    """
+    account = {name: getattr(user, name) for name in ACCOUNT_FIELDS}
     account["created_at"] = isoformat(user.created_at)
     key = ACCOUNT_CACHE.format(user.id)
+    if not only_if_absent and has_request_context():
+        # A copy this request brought along before the change is stale now.
+        request.environ.pop(PREFETCHED_ACCOUNT, None)
     try:
         if user.is_suspended:
             redis_store.client.delete(key)
