@@ -65,7 +65,6 @@ def load_settings(instance_path: str) -> dict:
         "PASSWORD_HASH_MEMORY_KIB": _int("PASSWORD_HASH_MEMORY_KIB", 65536),
         "PASSWORD_RESET_TTL": _int("PASSWORD_RESET_TTL", 3600),
         "EMAIL_VERIFICATION_TTL": _int("EMAIL_VERIFICATION_TTL", 3 * 24 * 3600),
-        "RATELIMIT_PASSWORD_RESET": _env("RATELIMIT_PASSWORD_RESET", "5 per hour"),
         # E-mail: "file" writes .eml files (development), "smtp" sends, "console" prints them to stdout
         "MAIL_BACKEND": _env("MAIL_BACKEND", "file"),
         "MAIL_FROM": _env("MAIL_FROM", "BSN <no-reply@localhost>"),
@@ -91,6 +90,9 @@ def load_settings(instance_path: str) -> dict:
         "RATELIMIT_LOGIN_IP": _env("RATELIMIT_LOGIN_IP", "20 per minute"),
         "RATELIMIT_LOGIN_ACCOUNT": _env("RATELIMIT_LOGIN_ACCOUNT", "5 per minute;30 per hour"),
         "RATELIMIT_REGISTER_IP": _env("RATELIMIT_REGISTER_IP", "10 per hour"),
+        # Requests that send an e-mail (password reset, verification), per IP and per address or account
+        "RATELIMIT_ACCOUNT_EMAIL": _env("RATELIMIT_ACCOUNT_EMAIL", "5 per hour"),
+        "RATELIMIT_EXPORT": _env("RATELIMIT_EXPORT", "5 per hour"),
         "RATELIMIT_FAIL_OPEN": _bool("RATELIMIT_FAIL_OPEN", True),
         # Mining (seconds unless named otherwise)
         "MINING_BASE_RATE": _env("MINING_BASE_RATE", "0.6"),  # tokens per hour before bonuses

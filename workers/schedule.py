@@ -24,6 +24,7 @@ PERIODIC: tuple[Periodic, ...] = (
     Periodic("mining-leaderboards", "workers.mining.rebuild_leaderboards", "LEADERBOARD_REBUILD_INTERVAL", 600, LOW),
     Periodic("story-purge", "workers.media.purge_stories", "STORY_PURGE_INTERVAL", timeout=600, queue=LOW),
     Periodic("dao-close", "workers.dao.close_due", "DAO_CLOSE_INTERVAL", timeout=300),
+    Periodic("notification-emails", "workers.mail.send_digests", "NOTIFICATION_EMAIL_INTERVAL", 1800, LOW),
     Periodic("ledger-audit", "workers.tokens.audit_ledger", "LEDGER_AUDIT_INTERVAL", timeout=1800, queue=LOW),
     Periodic(
         "mining-optimizer",

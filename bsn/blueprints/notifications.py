@@ -86,3 +86,22 @@ def get_preferences():
 @blp.response(200, PreferencesSchema)
 def set_preferences(body):
     return notifications.set_preferences(current_caller(), body)
+
+
+@blp.route("/email-preferences/", methods=["GET"])
+@blp.doc(security=SECURITY)
+@login_required
+@blp.response(200, PreferencesSchema)
+def get_email_preferences():
+    """Which kinds of notification also reach you in the e-mail digest (all off until you turn some on)."""
+    return notifications.email_preferences(current_caller())
+
+
+@blp.route("/email-preferences/", methods=["PATCH"])
+@blp.doc(security=SECURITY)
+@login_required
+@blp.arguments(PreferencesSchema)
+@blp.response(200, PreferencesSchema)
+def set_email_preferences(body):
+    """Turn kinds on or off for the digest, sent every NOTIFICATION_EMAIL_INTERVAL to a verified address."""
+    return notifications.set_email_preferences(current_caller(), body)

@@ -40,6 +40,7 @@ class NotificationPreference(db.Model):
 
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     disabled: Mapped[list] = mapped_column(JSON, default=list)  # kinds the user does not want
-    emailed: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")  # kinds the user also wants in an e-mail digest
+    # Kinds the user also wants in the e-mail digest.
+    emailed: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
     # The newest notification already in a digest: the next digest starts after it.
     emailed_up_to: Mapped[int] = mapped_column(BigId, default=0, server_default="0")

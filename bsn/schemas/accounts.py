@@ -41,3 +41,43 @@ class ProfileUpdateSchema(Schema):
     display_name = fields.String(validate=validate.Length(max=50))
     bio = fields.String(validate=validate.Length(max=500))
     avatar_url = fields.Url(allow_none=True, schemes={"https", "http"}, validate=validate.Length(max=500))
+
+
+class PasswordChangeSchema(Schema):
+    current_password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=128))
+    new_password = fields.String(required=True, load_only=True, validate=validate.Length(max=128))
+
+
+class TokenSchema(Schema):
+    token = fields.String()
+
+
+class PasswordResetRequestSchema(Schema):
+    email = fields.Email(required=True, validate=validate.Length(max=254))
+
+
+class PasswordResetSchema(Schema):
+    token = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=200))
+    password = fields.String(required=True, load_only=True, validate=validate.Length(max=128))
+
+
+class AccountTokenSchema(Schema):
+    token = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=200))
+
+
+class DeleteAccountSchema(Schema):
+    password = fields.String(required=True, load_only=True, validate=validate.Length(min=1, max=128))
+
+
+class ExportSchema(Schema):
+    exported_at = fields.String()
+    user_id = fields.Integer()
+    data = fields.Dict(
+        keys=fields.String(),
+        values=fields.List(fields.Dict()),
+        metadata={"description": "rows per table; amounts in base units of 1e-8 token"},
+    )
+
+
+class AcceptedSchema(Schema):
+    message = fields.String()

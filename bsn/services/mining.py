@@ -492,11 +492,17 @@ def rebuild_leaderboards(at: datetime | None = None, batch: int = 10_000) -> Non
     week_start = datetime.combine(at.date() - timedelta(days=at.weekday()), datetime.min.time(), at.tzinfo)
     client = redis_store.client
     for key, stmt in (
-        (LEADERBOARD_ALL, select(MiningState.user_id, MiningState.total_mined).where(MiningState.total_mined > 0)),
+        (
+            LEADERBOARD_ALL,
+            select(MiningState.user_id, MiningState.total_mined)
+            .join(User, User.id == MiningState.user_id)
+            .where(MiningState.total_mined > 0, User.deleted_at.is_(None)),
+        ),
         (
             _week_key(at),
             select(LedgerEntry.user_id, func.sum(LedgerEntry.amount))
-            .where(LedgerEntry.kind == "mining_claim", LedgerEntry.created_at >= week_start)
+            .join(User, User.id == LedgerEntry.user_id)
+            .where(LedgerEntry.kind == "mining_claim", LedgerEntry.created_at >= week_start, User.deleted_at.is_(None))
             .group_by(LedgerEntry.user_id),
         ),
     ):

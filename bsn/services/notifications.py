@@ -123,3 +123,125 @@ def set_preferences(viewer: Actor, changes: dict[str, bool]) -> dict[str, bool]:
         row.disabled = disabled
     db.session.commit()
     return current
+
+
+# ---- e-mail digests ----
+
+DIGEST_LINES = 20  # a digest lists this many notifications and counts the rest
+DIGEST_BATCH = 500  # users per query while building digests
+
+
+def email_preferences(viewer: Actor) -> dict[str, bool]:
+    emailed = db.session.scalar(
+        select(NotificationPreference.emailed).where(NotificationPreference.user_id == viewer.id)
+    )
+    return {kind: kind in (emailed or []) for kind in KINDS}
+
+
+def set_email_preferences(viewer: Actor, changes: dict[str, bool]) -> dict[str, bool]:
+    unknown = [kind for kind in changes if kind not in KINDS]
+    if unknown:
+        raise ValidationError(fields={kind: ["Unknown notification kind."] for kind in unknown})
+    current = email_preferences(viewer)
+    current.update(changes)
+    emailed = sorted(kind for kind, on in current.items() if on)
+    row = db.session.get(NotificationPreference, viewer.id)
+    if row is None:
+        row = NotificationPreference(user_id=viewer.id, disabled=[], emailed=emailed)
+        db.session.add(row)
+    else:
+        row.emailed = emailed
+    if emailed and not row.emailed_up_to:
+        # A digest tells of what happens from now on, not of the whole history.
+        row.emailed_up_to = db.session.scalar(select(func.max(Notification.id))) or 0
+    db.session.commit()
+    return current
+
+
+def _describe(kind: str, actor: User | None, data: dict) -> str:
+    who = f"@{actor.username}" if actor else "Someone"
+    text = {
+        "follow": f"{who} followed you",
+        "like": f"{who} liked your post",
+        "comment": f"{who} commented on your post",
+        "mention": f"{who} mentioned you",
+        "message": f"{who} sent you a message",
+        "group_request": f"{who} asked to join your group",
+        "mining_stopped": "Your mining session stopped",
+        "nft_sold": "Your NFT was sold",
+        "proposal_closed": "A DAO proposal you voted on closed",
+    }
+    return text.get(kind, kind)
+
+
+def pending_digests(after_user_id: int = 0, limit: int = DIGEST_BATCH) -> list[tuple[int, list[str]]]:
+    """Users (after `after_user_id`, in id order) with e-mail kinds turned on and a verified address."""
+    rows = db.session.execute(
+        select(NotificationPreference.user_id, NotificationPreference.emailed)
+        .join(User, User.id == NotificationPreference.user_id)
+        .where(
+            NotificationPreference.user_id > after_user_id,
+            User.email_verified_at.is_not(None),
+            User.deleted_at.is_(None),
+            User.suspended_at.is_(None),
+        )
+        .order_by(NotificationPreference.user_id)
+        .limit(limit)
+    ).all()
+    return [(row.user_id, list(row.emailed or [])) for row in rows]
+
+
+def build_digest(user_id: int):
+    """The digest e-mail of a user's unread notifications of e-mailed kinds since the last digest, and its last id.
+
+    Returns (None, None) when there is nothing new. The caller sends, then calls `digest_sent`.
+    """
+    from bsn.services import mail
+
+    pref = db.session.get(NotificationPreference, user_id)
+    user = db.session.get(User, user_id)
+    if pref is None or not pref.emailed or user is None or user.email_verified_at is None:
+        return None, None
+    stmt = (
+        select(Notification, User)
+        .outerjoin(User, User.id == Notification.actor_id)
+        .where(
+            Notification.user_id == user_id,
+            Notification.id > pref.emailed_up_to,
+            Notification.read_at.is_(None),
+            Notification.kind.in_(pref.emailed),
+        )
+        .order_by(Notification.id)
+    )
+    rows = db.session.execute(stmt.limit(DIGEST_LINES)).all()
+    if not rows:
+        return None, None
+    newest = db.session.scalar(
+        select(func.max(Notification.id)).where(
+            Notification.user_id == user_id,
+            Notification.id > pref.emailed_up_to,
+            Notification.read_at.is_(None),
+            Notification.kind.in_(pref.emailed),
+        )
+    )
+    total = db.session.scalar(
+        select(func.count()).where(
+            Notification.user_id == user_id,
+            Notification.id > pref.emailed_up_to,
+            Notification.id <= newest,
+            Notification.read_at.is_(None),
+            Notification.kind.in_(pref.emailed),
+        )
+    )
+    lines = [_describe(n.kind, actor, n.data or {}) for n, actor in rows]
+    return mail.digest(user.email, user.username, lines, total - len(lines)), newest
+
+
+def digest_sent(user_id: int, up_to: int) -> None:
+    """Move the user's digest cursor forward (never back, whatever order two runs finish in)."""
+    db.session.execute(
+        update(NotificationPreference)
+        .where(NotificationPreference.user_id == user_id, NotificationPreference.emailed_up_to < up_to)
+        .values(emailed_up_to=up_to)
+    )
+    db.session.commit()

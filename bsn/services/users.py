@@ -77,6 +77,7 @@ def search(viewer: Actor, q: str, limit: int) -> list[dict]:
                 func.lower(User.display_name).like(pattern, escape="\\"),
             ),
             User.suspended_at.is_(None),
+            User.deleted_at.is_(None),
             User.id.not_in(blocked_me),
         )
         .order_by(func.lower(User.username))
