@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 
 import pytest
@@ -13,7 +14,7 @@ from bsn.devredis import PrivateRedis
 from bsn.extensions import db
 from bsn.models import Message
 from tests.conftest import auth
-from tests.helpers import SocketClient, wait_until, web_process
+from tests.helpers import SocketClient, stop, wait_until, web_process
 
 CHAT = "/chat"
 
@@ -152,3 +153,98 @@ def test_redis_restarted_while_people_chat_and_mine(app, pair, own_redis):
         ("during", "d1"),
         ("after", "a1"),
     ]
+
+
+# ---- the web process killed ----
+
+
+def test_web_killed_with_messages_in_flight_keeps_what_was_acked_and_retries_store_once(app, pair):
+    from bsn.devredis import free_port
+
+    _, ann = pair["ann"]
+    chat = pair["chat"]
+    port = free_port()
+    settings = {"SOCKET_RATE_LIMIT": "1000 per 10 seconds"}
+    acks: dict[str, dict] = {}
+    client_ids = [f"k{i}" for i in range(30)]
+    with web_process(app, port=port, **settings) as web:
+        socket = SocketClient(web.url, ann)
+        for client_id in client_ids[:3]:
+            acks[client_id] = socket.call(
+                "send_message", {"conversation_id": chat, "body": client_id, "client_id": client_id}
+            )
+        for client_id in client_ids[3:]:
+            socket.sio.emit(
+                "send_message",
+                {"conversation_id": chat, "body": client_id, "client_id": client_id},
+                namespace=CHAT,
+                callback=lambda ack, client_id=client_id: acks.setdefault(client_id, ack),
+            )
+        # Killed as soon as the burst is being answered: the rest is in flight, stored or not.
+        wait_until(lambda: len(acks) > 3, message="a first ack of the burst")
+        stop(web.process, signal.SIGKILL)
+        socket.sio.eio.disconnect(abort=True)
+    acked = dict(acks)
+    assert len(acked) < len(client_ids), "the kill came too late to leave anything in flight"
+    stored = {m.client_id: m for m in stored_messages(app, chat)}
+    for client_id, ack in acked.items():
+        assert stored[client_id].id == ack["id"] and stored[client_id].seq == ack["seq"]
+
+    with web_process(app, port=port, **settings) as web:
+        socket = SocketClient(web.url, ann)
+        try:
+            # The client retries everything it has no ack for, and one it has (a lost ack looks the same to it).
+            for client_id in [c for c in client_ids if c not in acked] + [client_ids[0]]:
+                retry = socket.call(
+                    "send_message", {"conversation_id": chat, "body": client_id, "client_id": client_id}
+                )
+                assert retry["body"] == client_id
+                if client_id in acked:
+                    assert retry["id"] == acked[client_id]["id"]
+        finally:
+            socket.close()
+    messages = stored_messages(app, chat)
+    assert sorted(m.client_id for m in messages) == sorted(client_ids)  # each exactly once
+    assert [m.seq for m in messages] == list(range(1, len(client_ids) + 1))  # and no gap in seq
+
+
+# ---- a worker killed ----
+
+FAST_RECOVERY = {
+    # Notice a dead job within seconds, not RQ's minutes.
+    "JOB_MONITORING_INTERVAL": 1,
+    "JOB_ABANDON_GRACE": 1,
+    "WORKER_MAINTENANCE_INTERVAL": 1,
+    "WORKER_TTL": 17,
+}
+
+
+def test_a_job_of_a_worker_killed_mid_job_is_finished_by_the_surviving_worker(app, ctx, make_user):
+    from rq import Worker
+
+    from bsn.extensions import redis_store
+    from bsn.models import LedgerEntry
+    from bsn.services import tokens
+    from tests.helpers import flask_process
+    from workers import queues
+
+    user_id, _ = make_user()
+    client = redis_store.client
+    job = queues.enqueue("tests.jobs.grant_once", user_id, "survivor", timeout=60, retries=1)
+    with flask_process(app, "bsn", "worker", **FAST_RECOVERY) as doomed:
+        wait_until(lambda: client.get("test:survivor:started"), message="the job to start")
+        with flask_process(app, "bsn", "worker", **FAST_RECOVERY) as survivor:
+            wait_until(
+                lambda: {w.pid for w in Worker.all(connection=client)} >= {doomed.pid, survivor.pid},
+                message="the second worker to register",
+            )
+            job.refresh()
+            assert job.worker_name == next(w.name for w in Worker.all(connection=client) if w.pid == doomed.pid)
+            stop(doomed, signal.SIGKILL)  # the worker and its work horse, mid-transaction
+            client.set("test:survivor:go", 1)
+            wait_until(lambda: job.get_status(refresh=True) == "finished", timeout=60, message="the job to finish")
+    assert job.return_value() == "granted"
+    assert int(client.get("test:survivor:started")) == 2
+    db.session.rollback()
+    assert db.session.scalars(select(LedgerEntry.reference)).all() == ["survivor"]
+    assert tokens.balance(user_id) == 100_000_000
