@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import signal
+import subprocess
+import tempfile
 import threading
+import time
 
 import pytest
 import requests
@@ -248,3 +254,182 @@ def test_a_job_of_a_worker_killed_mid_job_is_finished_by_the_surviving_worker(ap
     db.session.rollback()
     assert db.session.scalars(select(LedgerEntry.reference)).all() == ["survivor"]
     assert tokens.balance(user_id) == 100_000_000
+
+
+# ---- PostgreSQL restarted ----
+
+POSTGRES_BIN = os.environ.get("BSN_TEST_POSTGRES_BIN", "/usr/lib/postgresql/15/bin")
+
+
+class PrivatePostgres:
+    """A throwaway PostgreSQL cluster on a free port, so restarting it disturbs no other test.
+
+    As root, the server runs as the `postgres` user (PostgreSQL refuses root), in a directory it owns.
+    """
+
+    def __init__(self) -> None:
+        from bsn.devredis import free_port
+
+        self.port = free_port()
+        self.directory = tempfile.mkdtemp(prefix="bsn-pg-")
+        self.data = os.path.join(self.directory, "data")
+        self.as_postgres = os.geteuid() == 0
+        if self.as_postgres:
+            import pwd
+
+            account = pwd.getpwnam("postgres")
+            os.chown(self.directory, account.pw_uid, account.pw_gid)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://bsn@127.0.0.1:{self.port}/postgres"
+
+    def _run(self, program: str, *args: str) -> None:
+        command = [os.path.join(POSTGRES_BIN, program), *args]
+        if self.as_postgres:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"{program} failed: {result.stdout}{result.stderr}{self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        log = os.path.join(self.directory, "server.log")
+        if not os.path.exists(log):
+            return ""
+        with open(log) as handle:
+            return handle.read()[-2000:]
+
+    def init(self) -> PrivatePostgres:
+        self._run("initdb", "-D", self.data, "-U", "bsn", "-A", "trust", "--no-sync", "-E", "UTF8", "--no-locale")
+        return self
+
+    def start(self) -> None:
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c fsync=off"
+        self._run(
+            "pg_ctl", "-D", self.data, "-l", os.path.join(self.directory, "server.log"), "-o", options, "-w", "start"
+        )
+
+    def stop(self, mode: str = "fast") -> None:
+        self._run("pg_ctl", "-D", self.data, "-m", mode, "-w", "stop")
+
+    def destroy(self) -> None:
+        with contextlib.suppress(RuntimeError):  # not running
+            self.stop("immediate")
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@pytest.fixture
+def private_postgres():
+    if not os.access(os.path.join(POSTGRES_BIN, "pg_ctl"), os.X_OK):
+        message = f"no PostgreSQL server binaries in {POSTGRES_BIN} (BSN_TEST_POSTGRES_BIN)"
+        if os.environ.get("BSN_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    server = PrivatePostgres().init()
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def postgres_app(private_postgres, own_redis):
+    """An app of its own on the private cluster; independent of the per-backend `app`, so this runs once."""
+    from flask_migrate import upgrade
+
+    from bsn import create_app
+    from tests.conftest import TEST_SETTINGS
+
+    application = create_app(
+        {**TEST_SETTINGS, "SQLALCHEMY_DATABASE_URI": private_postgres.url, "REDIS_URL": own_redis.url}
+    )
+    application.instance_path = tempfile.mkdtemp(prefix="bsn-instance-")
+    with application.app_context():
+        upgrade()
+    yield application
+    with application.app_context():
+        db.session.remove()
+        db.engine.dispose()
+    shutil.rmtree(application.instance_path, ignore_errors=True)
+
+
+class Traffic:
+    """Posts written back to back from a thread; records when each call started and what it answered."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url, self.token = url, token
+        self.results: list[tuple[float, int, dict | None]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        n = 0
+        while not self._stop.is_set():
+            n += 1
+            started = time.monotonic()
+            try:
+                response = call("POST", self.url + "/api/posts/", self.token, json={"body": f"post {n}"})
+                self.results.append((started, response.status_code, response))
+            except requests.RequestException as exc:  # a hang (timeout) or a dropped connection
+                self.results.append((started, 0, exc))
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def since(self, moment: float) -> list:
+        return [r for r in list(self.results) if r[0] >= moment]
+
+
+def test_postgresql_restarted_pooled_connections_recover_without_restarting_the_web(
+    postgres_app, private_postgres, own_redis
+):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bsn.models import Post
+    from bsn.services import accounts
+
+    with postgres_app.app_context():
+        user = accounts.register("poster", "poster@example.com", "correct horse battery")
+        token = accounts.issue_token(user)
+    with web_process(postgres_app, RATELIMIT_USER="100000 per minute") as web:
+
+        def post(body: str) -> requests.Response:
+            return call("POST", web.url + "/api/posts/", token, json={"body": body})
+
+        def burst(prefix: str) -> list[int]:
+            # Concurrent calls: several pooled connections are checked out, not just one.
+            with ThreadPoolExecutor(6) as pool:
+                return [r.status_code for r in pool.map(post, [f"{prefix} {i}" for i in range(12)])]
+
+        assert burst("warm") == [201] * 12
+
+        # 1. A restart while idle: every pooled connection is dead, and the very next calls must succeed.
+        private_postgres.stop()
+        private_postgres.start()
+        assert post("first after restart").status_code == 201
+        assert burst("after restart") == [201] * 12
+
+        # 2. An outage under traffic: calls fail fast with the 503 envelope, and succeed again once it is back.
+        with Traffic(web.url, token) as traffic:
+            wait_until(lambda: len(traffic.results) > 5, message="traffic")
+            private_postgres.stop()
+            wait_until(lambda: any(status == 503 for _, status, _ in traffic.results), message="a 503 while down")
+            private_postgres.start()
+            back = time.monotonic()
+            wait_until(lambda: len([r for r in traffic.since(back) if r[1] == 201]) >= 10, message="traffic to recover")
+        results = list(traffic.results)
+        assert {status for _, status, _ in results} <= {201, 503}, [
+            (s, r) for _, s, r in results if s not in (201, 503)
+        ]
+        assert all(is_envelope(r, 503, "service_unavailable") for _, s, r in results if s == 503)
+        assert all(status == 201 for started, status, _ in results if started >= back)
+        assert call("GET", web.url + "/ready").json()["checks"]["database"] == {"ok": True}
+
+    acked = {r.json()["id"] for _, s, r in results if s == 201}
+    with postgres_app.app_context():
+        stored = set(db.session.scalars(select(Post.id)))
+    assert acked <= stored  # every post answered 201 was committed
