@@ -76,10 +76,14 @@ def test_registering_e_mails_a_verification_link_that_verifies_the_address_once(
     assert "Confirm your e-mail" in message["Subject"]
     token = token_in(message)
     assert db.session.scalar(select(User.email_verified_at)) is None
+    session = login(client, PASSWORD).get_json()["token"]
+    assert client.get("/api/auth/user/", headers=auth(session)).get_json()["email_verified"] is False
 
     assert client.post("/api/auth/verify-email/", json={"token": token}).status_code == 204
     db.session.expire_all()
     assert db.session.scalar(select(User.email_verified_at)) is not None
+    # The cached copy of the account changed with it.
+    assert client.get("/api/auth/user/", headers=auth(session)).get_json()["email_verified"] is True
     again = client.post("/api/auth/verify-email/", json={"token": token})
     assert again.status_code == 422 and again.get_json()["error"]["code"] == "invalid_account_token"
 

@@ -48,6 +48,10 @@ class User(db.Model):
         return self.suspended_at is not None
 
     @property
+    def email_verified(self) -> bool:
+        return self.email_verified_at is not None
+
+    @property
     def is_deleted(self) -> bool:
         return self.deleted_at is not None
 

@@ -18,6 +18,7 @@ class MeSchema(UserSchema):
     email = fields.String(dump_only=True)
     bio = fields.String(dump_only=True)
     role = fields.String(dump_only=True)
+    email_verified = fields.Boolean(dump_only=True)
     created_at = Timestamp(dump_only=True)
 
 

@@ -111,6 +111,13 @@ def check_credentials(identifier: str, password: str) -> User:
     return user
 
 
+def password_matches(user: User, password: str) -> bool:
+    try:
+        return _hasher().verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
 def _dummy_verify(hasher: PasswordHasher, password: str) -> None:
     dummy = current_app.extensions.get("bsn_dummy_hash")
     if dummy is None:
@@ -321,13 +328,14 @@ def _cache_account(user: User, *, only_if_absent: bool) -> dict:
     after its commit; fills pass True.
     """
     account = {name: getattr(user, name) for name in ACCOUNT_FIELDS}
+    account["email_verified"] = user.email_verified_at is not None
     account["created_at"] = isoformat(user.created_at)
     key = ACCOUNT_CACHE.format(user.id)
     if not only_if_absent and has_request_context():
         # A copy this request brought along before the change is stale now.
         request.environ.pop(PREFETCHED_ACCOUNT, None)
     try:
-        if user.is_suspended:
+        if user.is_suspended or user.is_deleted:
             redis_store.client.delete(key)
         else:
             redis_store.client.set(key, json.dumps(account), ex=current_app.config["AUTH_CACHE_TTL"], nx=only_if_absent)
@@ -335,6 +343,11 @@ def _cache_account(user: User, *, only_if_absent: bool) -> dict:
         # The change is committed either way; a copy left behind lives at most AUTH_CACHE_TTL.
         log.log(logging.WARNING if only_if_absent else logging.ERROR, "account cache of user %s not updated", user.id)
     return account
+
+
+def account_changed(user: User) -> None:
+    """Call after committing any change to what `own_account` shows (verification, deletion)."""
+    _cache_account(user, only_if_absent=False)
 
 
 def update_profile(user: User, changes: dict) -> User:

@@ -8,7 +8,6 @@ import hmac
 import secrets
 from datetime import timedelta
 
-from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
 from sqlalchemy import func, select, update
 
@@ -128,17 +127,16 @@ def reset_password(raw_token: str, new_password: str) -> None:
     # Following the link proves the address too.
     user.email_verified_at = user.email_verified_at or now()
     db.session.commit()
+    accounts.account_changed(user)
     accounts.revoke_all_tokens(user)
 
 
 def change_password(user: User, current_password: str, new_password: str) -> str:
     """Change the password knowing the current one; ends every session and returns a fresh token for the caller."""
-    try:
-        accounts._hasher().verify(user.password_hash, current_password)
-    except (VerificationError, InvalidHashError):
+    if not accounts.password_matches(user, current_password):
         raise ValidationError(
             "The current password is wrong.", fields={"current_password": ["Wrong password."]}, code="wrong_password"
-        ) from None
+        )
     if new_password == current_password:
         raise ValidationError(fields={"new_password": ["Must differ from the current password."]})
     accounts.check_password_rules(new_password, user.username, user.email)
@@ -165,6 +163,7 @@ def verify_email(raw_token: str) -> User:
     _use(row)
     user.email_verified_at = user.email_verified_at or now()
     db.session.commit()
+    accounts.account_changed(user)
     return user
 
 

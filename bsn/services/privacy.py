@@ -19,7 +19,6 @@ from datetime import date, datetime
 from decimal import Decimal
 
 import redis
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, func, or_, select, update
 
 from bsn.clock import isoformat, now
@@ -131,12 +130,8 @@ def export(user: User) -> dict:
 
 def delete_account(user: User, password: str) -> None:
     """Delete the caller's own account, after checking their password (see the module docstring)."""
-    try:
-        accounts._hasher().verify(user.password_hash, password)
-    except (VerificationError, InvalidHashError):
-        raise ValidationError(
-            "The password is wrong.", fields={"password": ["Wrong password."]}, code="wrong_password"
-        ) from None
+    if not accounts.password_matches(user, password):
+        raise ValidationError("The password is wrong.", fields={"password": ["Wrong password."]}, code="wrong_password")
     user_id = user.id
     # Sessions end first: if anything below fails, the account is logged out rather than half-deleted and usable.
     accounts.revoke_all_tokens(user)
@@ -156,6 +151,7 @@ def delete_account(user: User, password: str) -> None:
     # Files after the commit: a failed commit must not leave rows pointing at deleted files.
     for upload_id in upload_ids:
         storage().delete(upload_id)
+    accounts.account_changed(user)
     _forget_in_redis(user_id)
     log.info("account %s deleted", user_id)
 
@@ -200,10 +196,9 @@ def _remove_content(user_id: int) -> list[str]:
 def _forget_in_redis(user_id: int) -> None:
     try:
         pipe = redis_store.client.pipeline()
-        pipe.delete(accounts.ACCOUNT_CACHE.format(user_id))
         for key in redis_store.client.scan_iter("mining:leaderboard:*"):
             pipe.zrem(key, user_id)
         pipe.execute()
     except redis.RedisError:
-        # The cached account cannot be reached (every token is revoked); the leaderboard rebuild drops the rest.
+        # The leaderboard rebuild leaves deleted accounts out anyway.
         log.warning("Redis copies of deleted account %s not removed", user_id)
