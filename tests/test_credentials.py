@@ -252,3 +252,24 @@ def test_a_refused_change_changes_nothing(client, current, new, field):
 def test_password_change_needs_a_login(client):
     response = client.post("/api/auth/password/", json={"current_password": "a", "new_password": "b"})
     assert response.status_code == 401
+
+
+def test_the_whole_account_flow_logs_no_password_token_or_address(app, client, outbox, caplog):
+    import logging
+
+    with caplog.at_level(logging.DEBUG):
+        session = register(client)
+        run_jobs(app)
+        verify = token_in(outbox()[-1])
+        client.post("/api/auth/verify-email/", json={"token": verify})
+        reset = reset_token(app, client, outbox)
+        client.post("/api/auth/password-reset/confirm/", json={"token": reset, "password": NEW_PASSWORD})
+        fresh = login(client, NEW_PASSWORD).get_json()["token"]
+        newest = change(client, fresh, NEW_PASSWORD, "yet another passphrase").get_json()["token"]
+        client.get("/api/auth/user/export/", headers=auth(newest))
+        client.delete("/api/auth/user/", headers=auth(newest), json={"password": "yet another passphrase"})
+    text = "\n".join(r.getMessage() + str(vars(r)) for r in caplog.records)
+    assert "/api/auth/password-reset/confirm/" in text  # the flow was logged...
+    secrets = [PASSWORD, NEW_PASSWORD, "yet another passphrase", session, verify, reset, fresh, newest]
+    for secret in [*secrets, "alice@example.com"]:
+        assert secret not in text  # ...without what must stay private
