@@ -67,6 +67,15 @@ def test_stories_live_24_hours_and_are_grouped_by_author(client, story_people):
     assert client.post(f"/api/stories/{first.get_json()['id']}/view/", headers=auth(bob)).status_code == 404
 
 
+def test_muting_an_author_hides_their_stories(client, story_people):
+    (amy_id, amy), (_, bob) = story_people["amy"], story_people["bob"]
+    client.post("/api/stories/", json={"media": "https://cdn.example.com/x.jpg"}, headers=auth(amy))
+    client.post(f"/api/users/{amy_id}/mute/", headers=auth(bob))
+    assert client.get("/api/stories/", headers=auth(bob)).get_json()["results"] == []
+    client.delete(f"/api/users/{amy_id}/mute/", headers=auth(bob))
+    assert len(client.get("/api/stories/", headers=auth(bob)).get_json()["results"]) == 1
+
+
 def test_story_media_must_be_ones_own_upload_or_https(client, story_people):
     _, amy = story_people["amy"]
     _, bob = story_people["bob"]

@@ -1,4 +1,4 @@
-"""Profiles, search, follows and blocks."""
+"""Profiles, search, follows, blocks and mutes."""
 
 import pytest
 
@@ -77,3 +77,37 @@ def test_a_blocked_user_cannot_follow_see_or_comment(client, people):
     assert post not in [p["id"] for p in client.get("/api/posts/", headers=auth(bob)).get_json()["results"]]
     client.delete(f"/api/users/{bob_id}/block/", headers=auth(amy))
     assert client.get(f"/api/posts/{post}/", headers=auth(bob)).status_code == 200
+
+
+def test_a_muted_user_leaves_the_muters_lists_and_notifications_but_is_not_stopped(client, people):
+    (amy_id, amy), (bob_id, bob) = people["amy"], people["bob"]
+    client.post(f"/api/users/{bob_id}/follow/", headers=auth(amy))
+    before = client.post("/api/posts/", json={"body": "bob before"}, headers=auth(bob)).get_json()["id"]
+    for _ in range(2):  # idempotent
+        response = client.post(f"/api/users/{bob_id}/mute/", headers=auth(amy))
+        assert response.status_code == 200 and response.get_json() == {"user_id": bob_id, "muted": True}
+    assert client.get(f"/api/users/{bob_id}/", headers=auth(amy)).get_json()["muted_by_me"] is True
+
+    def ids(path):
+        return [p["id"] for p in client.get(path, headers=auth(amy)).get_json()["results"]]
+
+    assert before not in ids("/api/feed/") and before not in ids("/api/posts/")
+    assert ids(f"/api/posts/?author={bob_id}") == [before]  # asked for by name: shown, as on a profile
+    # Bob is not stopped and not told: he can still follow and like; Amy just hears nothing of it.
+    unread = client.get("/api/notifications/", headers=auth(amy)).get_json()["unread_count"]
+    mine = client.post("/api/posts/", json={"body": "amy's"}, headers=auth(amy)).get_json()["id"]
+    assert client.post(f"/api/posts/{mine}/like/", headers=auth(bob)).status_code == 200
+    assert client.post(f"/api/users/{amy_id}/follow/", headers=auth(bob)).status_code == 200
+    assert client.get("/api/notifications/", headers=auth(amy)).get_json()["unread_count"] == unread
+    assert client.get(f"/api/users/{amy_id}/", headers=auth(bob)).get_json()["muted_by_me"] is False
+
+    assert client.delete(f"/api/users/{bob_id}/mute/", headers=auth(amy)).get_json()["muted"] is False
+    assert before in ids("/api/feed/")
+
+
+def test_mute_input_is_checked(client, people):
+    (amy_id, amy) = people["amy"]
+    assert client.post(f"/api/users/{amy_id}/mute/", headers=auth(amy)).status_code == 422
+    assert client.post("/api/users/999999/mute/", headers=auth(amy)).status_code == 404
+    assert client.delete("/api/users/999999/mute/", headers=auth(amy)).status_code == 404
+    assert client.post(f"/api/users/{amy_id}/mute/").status_code == 401

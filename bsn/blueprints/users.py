@@ -1,4 +1,4 @@
-"""REST: profiles, search, follows and blocks."""
+"""REST: profiles, search, follows, blocks and mutes."""
 
 from flask_smorest import Blueprint
 
@@ -8,6 +8,7 @@ from bsn.schemas.common import PageArgsSchema
 from bsn.schemas.social import (
     BlockStateSchema,
     FollowStateSchema,
+    MuteStateSchema,
     ProfileSchema,
     SearchArgsSchema,
     UserListSchema,
@@ -71,6 +72,23 @@ def block(user_id):
 @blp.response(200, BlockStateSchema)
 def unblock(user_id):
     return users.unblock(current_caller(), user_id)
+
+
+@blp.route("/<int:user_id>/mute/", methods=["POST"])
+@blp.doc(security=SECURITY)
+@login_required
+@blp.response(200, MuteStateSchema)
+def mute(user_id):
+    """Mute: their posts and stories leave your lists and they no longer notify you; they are not told."""
+    return users.mute(current_caller(), user_id)
+
+
+@blp.route("/<int:user_id>/mute/", methods=["DELETE"])
+@blp.doc(security=SECURITY)
+@login_required
+@blp.response(200, MuteStateSchema)
+def unmute(user_id):
+    return users.unmute(current_caller(), user_id)
 
 
 def _follow_page(user_id, args, direction):

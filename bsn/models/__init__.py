@@ -8,7 +8,7 @@ from bsn.models.mining import Achievement, MiningSession, MiningState
 from bsn.models.moderation import ModerationAction, Report
 from bsn.models.nft import Nft, NftCollection, NftListing, NftTransfer
 from bsn.models.notifications import Notification, NotificationPreference
-from bsn.models.social import Block, Comment, Follow, Post, PostLike
+from bsn.models.social import Block, Comment, Follow, Mute, Post, PostLike
 from bsn.models.tags import PostTag
 from bsn.models.tokens import LedgerEntry, Wallet
 from bsn.models.users import AccountToken, AuthToken, Role, User
@@ -33,6 +33,7 @@ __all__ = [
     "MiningSession",
     "MiningState",
     "ModerationAction",
+    "Mute",
     "Nft",
     "NftCollection",
     "NftListing",

@@ -1,4 +1,4 @@
-"""The social graph and what people post: follows, blocks, posts, comments, likes."""
+"""The social graph and what people post: follows, blocks, mutes, posts, comments, likes."""
 
 from __future__ import annotations
 
@@ -40,6 +40,22 @@ class Block(db.Model):
         UniqueConstraint("blocker_id", "blocked_id", name="uq_blocks_blocker_id_blocked_id"),
         Index("ix_blocks_blocked_id_blocker_id", "blocked_id", "blocker_id"),
     )
+
+
+class Mute(db.Model):
+    """The muter no longer sees the muted user's posts and stories in lists, nor notifications from them.
+
+    Unlike a block, the muted user is not told and can still follow, message and see the muter.
+    """
+
+    __tablename__ = "mutes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    muter_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    muted_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    __table_args__ = (UniqueConstraint("muter_id", "muted_id", name="uq_mutes_muter_id_muted_id"),)
 
 
 class Post(db.Model):

@@ -14,6 +14,7 @@ class ProfileSchema(UserSchema):
     following_count = fields.Integer()
     posts_count = fields.Integer()
     followed_by_me = fields.Boolean()
+    muted_by_me = fields.Boolean()
 
 
 class SearchArgsSchema(Schema):
@@ -36,6 +37,11 @@ class FollowStateSchema(Schema):
 class BlockStateSchema(Schema):
     user_id = fields.Integer()
     blocked = fields.Boolean()
+
+
+class MuteStateSchema(Schema):
+    user_id = fields.Integer()
+    muted = fields.Boolean()
 
 
 class PostCreateSchema(Schema):

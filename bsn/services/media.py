@@ -16,7 +16,7 @@ from bsn.clock import now as clock_now
 from bsn.dbtools import insert_ignore
 from bsn.errors import Forbidden, NotFound, ValidationError
 from bsn.extensions import db
-from bsn.models import Follow, GroupFile, Story, StoryView, Upload, User
+from bsn.models import Follow, GroupFile, Mute, Story, StoryView, Upload, User
 from bsn.services.accounts import user_json
 from bsn.services.users import blocked_between
 from bsn.storage import storage
@@ -124,11 +124,13 @@ def _live_story(viewer: Actor, story_id: int) -> Story:
 def stories_of_followed(viewer: Actor) -> list[dict]:
     """Live stories of the people the viewer follows (and their own), grouped by author, newest author first."""
     authors = select(Follow.followee_id).where(Follow.follower_id == viewer.id)
+    muted = select(Mute.muted_id).where(Mute.muter_id == viewer.id)
     rows = db.session.execute(
         select(Story, User)
         .join(User, User.id == Story.author_id)
         .where(
             (Story.author_id.in_(authors)) | (Story.author_id == viewer.id),
+            Story.author_id.not_in(muted),
             Story.expires_at > clock_now(),
         )
         .order_by(Story.author_id, Story.created_at)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import exists, func, select, update
 
 from bsn import realtime
 from bsn.actors import Actor
@@ -10,7 +10,7 @@ from bsn.clock import isoformat
 from bsn.clock import now as clock_now
 from bsn.errors import ValidationError
 from bsn.extensions import db
-from bsn.models import Notification, NotificationPreference, User
+from bsn.models import Mute, Notification, NotificationPreference, User
 from bsn.services.accounts import user_json
 
 KINDS = (
@@ -37,6 +37,10 @@ def notify(user_id: int, kind: str, actor_id: int | None = None, data: dict | No
     """Add a notification to the caller's transaction (unless the user opted out of its kind)."""
     if user_id == actor_id or not wanted(user_id, kind):
         return
+    if actor_id is not None and db.session.scalar(
+        select(exists().where(Mute.muter_id == user_id, Mute.muted_id == actor_id))
+    ):
+        return  # muted: the action still happens, the muter is just not told
     notification = Notification(user_id=user_id, kind=kind, actor_id=actor_id, data=data or {}, created_at=clock_now())
     db.session.add(notification)
     db.session.flush()

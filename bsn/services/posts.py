@@ -18,7 +18,7 @@ from bsn.clock import now as clock_now
 from bsn.dbtools import insert_ignore
 from bsn.errors import Forbidden, NotFound, ValidationError
 from bsn.extensions import db
-from bsn.models import Block, Comment, Follow, Group, GroupMember, Post, PostLike, PostTag, User
+from bsn.models import Block, Comment, Follow, Group, GroupMember, Mute, Post, PostLike, PostTag, User
 from bsn.services import moderation, notifications
 from bsn.services.accounts import user_json
 from bsn.services.users import blocked_between
@@ -232,6 +232,10 @@ def _not_blocked_by_author(viewer_id: int):
     return ~exists().where(Block.blocker_id == Post.author_id, Block.blocked_id == viewer_id).correlate(Post)
 
 
+def _not_muted_by(viewer_id: int):
+    return ~exists().where(Mute.muter_id == viewer_id, Mute.muted_id == Post.author_id).correlate(Post)
+
+
 def _followees(viewer_id: int):
     return select(Follow.followee_id).where(Follow.follower_id == viewer_id)
 
@@ -243,8 +247,9 @@ def list_posts(viewer: Actor, limit: int, cursor=None, author_id: int | None = N
         or_(Post.visibility == PUBLIC, Post.author_id == viewer.id, Post.author_id.in_(_followees(viewer.id))),
         _not_blocked_by_author(viewer.id),
     )
-    if author_id is not None:
-        stmt = stmt.where(Post.author_id == author_id)
+    # Asking for one author's posts shows them even if muted, as a muted user's profile does.
+    only = Post.author_id == author_id if author_id is not None else _not_muted_by(viewer.id)
+    stmt = stmt.where(only)
     if tag:
         stmt = stmt.where(Post.id.in_(select(PostTag.post_id).where(PostTag.tag == tag.lstrip("#").lower())))
     return _run_page(stmt, limit, cursor)
@@ -254,7 +259,10 @@ def feed(viewer: Actor, limit: int, cursor=None):
     """Posts of the people the viewer follows and their own, newest first, over (author, created_at) indexes."""
     authors = _followees(viewer.id).union_all(select(literal(viewer.id)))
     stmt = _page_statement(viewer.id).where(
-        Post.author_id.in_(authors), Post.group_id.is_(None), _not_blocked_by_author(viewer.id)
+        Post.author_id.in_(authors),
+        Post.group_id.is_(None),
+        _not_blocked_by_author(viewer.id),
+        _not_muted_by(viewer.id),
     )
     return _run_page(stmt, limit, cursor)
 

@@ -6,7 +6,7 @@ What deletion does (the README's "Deleting an account" says the same):
 - every session ends at once; mining stops; the balance and unclaimed mining are burned through a ledger
   entry (`account_deleted`), so the ledger still adds up; open NFT listings are cancelled;
 - removed: posts (with their comments, likes and tags), the user's comments, likes, follows both ways,
-  blocks, stories, uploads and their files, reactions, notifications and preferences, group and
+  blocks, mutes, stories, uploads and their files, reactions, notifications and preferences, group and
   conversation memberships, RSVPs and pending e-mail tokens;
 - kept, shown as from the deleted user: messages sent, DAO proposals and votes, NFTs still owned (they can no
   longer move), reports filed, groups created (left without an owner).
@@ -34,6 +34,7 @@ from bsn.models import (
     Group,
     GroupMember,
     MessageReaction,
+    Mute,
     NftListing,
     Notification,
     NotificationPreference,
@@ -59,6 +60,7 @@ EXPORTED = {
     ("follows", "follower_id"),
     ("follows", "followee_id"),
     ("blocks", "blocker_id"),
+    ("mutes", "muter_id"),
     ("messages", "sender_id"),
     ("conversation_members", "user_id"),
     ("conversations", "created_by"),
@@ -92,6 +94,7 @@ NOT_EXPORTED = {
     ("auth_tokens", "user_id"): "token hashes are secrets; logout and password change end sessions",
     ("account_tokens", "user_id"): "e-mailed token seeds are secrets",
     ("blocks", "blocked_id"): "who blocked you is the blocker's data",
+    ("mutes", "muted_id"): "who muted you is the muter's data",
     ("ledger_entries", "counterparty_id"): "the other side's entries; yours are exported by user_id",
     ("notifications", "actor_id"): "other people's notifications about you",
     ("reports", "resolved_by"): "moderators' work, not yours",
@@ -174,6 +177,7 @@ def _remove_content(user_id: int) -> list[str]:
         delete(Post).where(Post.author_id == user_id),
         delete(Follow).where(or_(Follow.follower_id == user_id, Follow.followee_id == user_id)),
         delete(Block).where(or_(Block.blocker_id == user_id, Block.blocked_id == user_id)),
+        delete(Mute).where(or_(Mute.muter_id == user_id, Mute.muted_id == user_id)),
         delete(StoryView).where(StoryView.viewer_id == user_id),
         delete(Story).where(Story.author_id == user_id),
         delete(Upload).where(Upload.owner_id == user_id),

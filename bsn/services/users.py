@@ -1,4 +1,4 @@
-"""People: profiles with counts, search, follows, blocks."""
+"""People: profiles with counts, search, follows, blocks, mutes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from bsn.actors import Actor
 from bsn.dbtools import insert_ignore
 from bsn.errors import Forbidden, NotFound, ValidationError
 from bsn.extensions import db
-from bsn.models import Block, Follow, Post, User
+from bsn.models import Block, Follow, Mute, Post, User
 from bsn.services import notifications
 from bsn.services.accounts import user_json
 
@@ -50,7 +50,8 @@ def profile(viewer: Actor, user_id: int) -> dict:
     following = select(func.count()).where(Follow.follower_id == user_id).scalar_subquery()
     posts = select(func.count()).where(Post.author_id == user_id).scalar_subquery()
     followed = exists().where(Follow.follower_id == viewer.id, Follow.followee_id == user_id)
-    counts = db.session.execute(select(followers, following, posts, followed)).one()
+    muted = exists().where(Mute.muter_id == viewer.id, Mute.muted_id == user_id)
+    counts = db.session.execute(select(followers, following, posts, followed, muted)).one()
     return {
         **user_json(user),
         "bio": user.bio,
@@ -59,6 +60,7 @@ def profile(viewer: Actor, user_id: int) -> dict:
         "following_count": counts[1],
         "posts_count": counts[2],
         "followed_by_me": bool(counts[3]),
+        "muted_by_me": bool(counts[4]),
     }
 
 
@@ -141,6 +143,28 @@ def unblock(blocker: Actor, user_id: int) -> dict:
     db.session.execute(delete(Block).where(Block.blocker_id == blocker.id, Block.blocked_id == user_id))
     db.session.commit()
     return {"user_id": user_id, "blocked": False}
+
+
+def mute(muter: Actor, user_id: int) -> dict:
+    """Idempotent. The muted user is not told and can still follow, message and see the muter."""
+    if user_id == muter.id:
+        raise ValidationError(fields={"user_id": ["Must be another user."]})
+    _visible_user(muter, user_id)
+    insert_ignore(Mute, [{"muter_id": muter.id, "muted_id": user_id}], ["muter_id", "muted_id"])
+    db.session.commit()
+    return {"user_id": user_id, "muted": True}
+
+
+def unmute(muter: Actor, user_id: int) -> dict:
+    if db.session.get(User, user_id) is None:
+        raise NotFound("No such user.")
+    db.session.execute(delete(Mute).where(Mute.muter_id == muter.id, Mute.muted_id == user_id))
+    db.session.commit()
+    return {"user_id": user_id, "muted": False}
+
+
+def muted_by(muter_id: int, user_id: int) -> bool:
+    return bool(db.session.scalar(select(exists().where(Mute.muter_id == muter_id, Mute.muted_id == user_id))))
 
 
 def follow_list(viewer: Actor, user_id: int, direction: str, limit: int, after_id: int | None):
