@@ -148,3 +148,14 @@ def test_without_redis_the_token_and_account_come_from_the_database(client, make
     answer = client.get("/api/auth/user/", headers=auth(token))
     assert answer.status_code == 200 and answer.get_json()["id"] == user_id
     assert db.session.scalar(select(User.username).where(User.id == user_id)) == "alice"
+
+
+def test_the_script_batcher_pipelines_calls_and_reloads_scripts_redis_lost(ctx):
+    from bsn.extensions import ScriptBatcher
+
+    client = redis_store.client
+    script = client.register_script("return ARGV[1] .. KEYS[1]")
+    client.script_flush()
+    batch = [(script, ["k1"], ["a"], None), (script, ["k2"], ["b"], None)]
+    assert ScriptBatcher(client)._execute(batch) == [b"ak1", b"bk2"]
+    assert ScriptBatcher(client)._execute(batch) == [b"ak1", b"bk2"]

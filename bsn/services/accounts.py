@@ -223,9 +223,10 @@ def lookup_token(raw_token: str, rate_hits: tuple[RateHit, ...] = ()) -> TokenLo
     digest = _digest(raw_token)
     current = now()
     try:
-        reply = _lookup_script()(
-            keys=[TOKEN_CACHE_PREFIX + digest],
-            args=[repr(current.timestamp()), ACCOUNT_CACHE_PREFIX, 1, *_hit_args(rate_hits)],
+        reply = redis_store.run_script(
+            _lookup_script(),
+            [TOKEN_CACHE_PREFIX + digest],
+            [repr(current.timestamp()), ACCOUNT_CACHE_PREFIX, 1, *_hit_args(rate_hits)],
         )
     except redis.RedisError:
         log.warning("token cache unavailable; falling back to the database")

@@ -124,12 +124,13 @@ class Outcome:
 def renew(at: datetime, *, token_key: str = "", user_id: int | None = None, count: bool = True) -> Outcome:
     """Record a heartbeat at `at` in Redis: by token (authenticating too) or for a known user.
 
-    `count=False` skips the HEARTBEAT_RATE_LIMIT check, for a retry within the same request.
+    `count=False` skips the HEARTBEAT_RATE_LIMIT check, for a retry within the same request. On gevent
+    the renewals of concurrent requests share one pipelined round trip (`redis_store.run_script`).
     """
     config = current_app.config
     rate = parse(config["HEARTBEAT_RATE_LIMIT"])
     timeout = config["HEARTBEAT_TIMEOUT"]
-    result = _batcher().call(
+    result = redis_store.run_script(
         _script("renew", _RENEW),
         keys=[token_key, DIRTY_KEY],
         args=[
@@ -151,66 +152,6 @@ def renew(at: datetime, *, token_key: str = "", user_id: int | None = None, coun
     if status == "limited":
         return Outcome(status, uid, retry_after=max(1, int(result[2])))
     return Outcome(status, uid)
-
-
-class RenewBatcher:
-    """Sends the renewals of concurrent requests in one pipelined round trip (on gevent).
-
-    Under gevent each Redis round trip costs far more CPU than the script itself, so while one batch
-    is on the wire, the next requests queue up and go together. Without gevent (tests, CLI) a call
-    goes straight through.
-    """
-
-    def __init__(self, client) -> None:
-        self.client = client
-        self.pending: list = []
-        self.flushing = False
-
-    def call(self, script, keys, args):
-        if not _on_gevent():
-            return script(keys=keys, args=args)
-        from gevent.event import AsyncResult
-
-        result = AsyncResult()
-        self.pending.append((script, keys, args, result))
-        if not self.flushing:
-            self.flushing = True
-            import gevent
-
-            gevent.spawn(self._flush)
-        return result.get(timeout=10)
-
-    def _flush(self) -> None:
-        try:
-            while self.pending:
-                batch, self.pending = self.pending, []
-                try:
-                    pipe = self.client.pipeline(transaction=False)
-                    for script, keys, args, _ in batch:
-                        script(keys=keys, args=args, client=pipe)
-                    replies = pipe.execute(raise_on_error=False)
-                except Exception as exc:  # noqa: BLE001 - every waiting request gets the failure
-                    replies = [exc] * len(batch)
-                for (_, _, _, result), reply in zip(batch, replies, strict=True):
-                    if isinstance(reply, Exception):
-                        result.set_exception(reply)
-                    else:
-                        result.set(reply)
-        finally:
-            self.flushing = False
-
-
-def _on_gevent() -> bool:
-    from gevent import monkey
-
-    return monkey.is_module_patched("socket")
-
-
-def _batcher() -> RenewBatcher:
-    batcher = current_app.extensions.get("bsn_heartbeat_batcher")
-    if batcher is None:
-        batcher = current_app.extensions["bsn_heartbeat_batcher"] = RenewBatcher(redis_store.client)
-    return batcher
 
 
 def _live_ttl() -> int:
