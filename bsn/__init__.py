@@ -97,7 +97,8 @@ def _sqlite_take_turn(connection):
 @event.listens_for(Engine, "commit")
 @event.listens_for(Engine, "rollback")
 def _sqlite_end_turn(connection):
-    if connection.info.pop("bsn_turn", False):
+    # Dialect first: `info` of a connection that died mid-transaction (a PostgreSQL restart) raises.
+    if connection.dialect.name == "sqlite" and connection.info.pop("bsn_turn", False):
         _SQLITE_TURN.release()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import redis
@@ -9,6 +10,7 @@ from flask import Flask, g, jsonify
 from sqlalchemy import exc as sa_exc
 
 from bsn.errors import envelope
+from bsn.extensions import db
 
 log = logging.getLogger("bsn.outages")
 
@@ -22,6 +24,23 @@ _DATABASE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError
 def init_app(app: Flask) -> None:
     for error in (*_REDIS, *_DATABASE):
         app.register_error_handler(error, _unavailable)
+    # Registered after Flask-SQLAlchemy's own teardown, so it runs first (teardowns run in reverse).
+    app.teardown_appcontext(_end_session)
+
+
+def _end_session(_exc: BaseException | None) -> None:
+    """End the request's session even when its connection died (a database restart mid-request).
+
+    The rollback of a dead connection raises; raised in a teardown, it escapes Flask, and the answer
+    already made (often a 503, sometimes a 201 that did commit) would become a bare 500 from gunicorn.
+    The failed rollback has invalidated the connection, so a second close just discards it.
+    """
+    try:
+        db.session.remove()
+    except _DATABASE as error:
+        log.warning("database connection lost at the end of a request: %s", type(error).__name__)
+        with contextlib.suppress(*_DATABASE):
+            db.session.remove()
 
 
 def _unavailable(error: Exception):
