@@ -121,10 +121,14 @@ def test_redis_restarted_while_people_chat_and_mine(app, pair, own_redis):
                 json={"body": "during", "client_id": "d1"},
             )
             assert during.status_code == 201, during.text
+            by_socket = {"conversation_id": chat, "body": "during by socket", "client_id": "d2"}
+            assert ann_socket.call("send_message", by_socket)["body"] == "during by socket"
             # Fail closed: a clear 503, not a 500 and not a hang.
             refused = call("GET", closed_web.url + "/api/auth/user/", ben)
             assert is_envelope(refused, 503, "service_unavailable"), refused.text
             assert int(refused.headers["Retry-After"]) > 0
+            refused_event = {"conversation_id": chat, "body": "never stored", "client_id": "x1"}
+            assert "error" in ben_socket.call("send_message", refused_event)
             # Mining needs Redis for its live sessions: a clean 503, and nothing lost (checked below).
             assert is_envelope(call("PATCH", open_web.url + "/api/mining/heartbeat/", ann), 503, "service_unavailable")
 
@@ -144,7 +148,7 @@ def test_redis_restarted_while_people_chat_and_mine(app, pair, own_redis):
             after = ann_socket.call("send_message", {"conversation_id": chat, "body": "after", "client_id": "a1"})
             assert ben_socket.wait_for("new_message", predicate=lambda m: m["id"] == after["id"])
             synced = ben_socket.call("sync", {"conversation_id": chat, "after_seq": 0})
-            assert [m["body"] for m in synced["results"]] == ["before", "during", "after"]
+            assert [m["body"] for m in synced["results"]] == ["before", "during", "during by socket", "after"]
 
             beat = call("PATCH", open_web.url + "/api/mining/heartbeat/", ann)
             assert beat.status_code == 200 and beat.json()["renewed"] is True, beat.text
@@ -157,6 +161,7 @@ def test_redis_restarted_while_people_chat_and_mine(app, pair, own_redis):
     assert [(m.body, m.client_id) for m in stored_messages(app, chat)] == [
         ("before", "b1"),
         ("during", "d1"),
+        ("during by socket", "d2"),
         ("after", "a1"),
     ]
 
