@@ -389,9 +389,7 @@ class Traffic:
         return [r for r in list(self.results) if r[0] >= moment]
 
 
-def test_postgresql_restarted_pooled_connections_recover_without_restarting_the_web(
-    postgres_app, private_postgres, own_redis
-):
+def test_postgresql_restarted_pooled_connections_recover_without_restarting_the_web(postgres_app, private_postgres):
     from concurrent.futures import ThreadPoolExecutor
 
     from bsn.models import Post
