@@ -7,14 +7,18 @@ import re
 import time
 import uuid
 
+from apispec import BasePlugin
 from flask import Flask, g, jsonify, request
 from flask_limiter.errors import RateLimitExceeded
 from flask_smorest import Api as SmorestApi
-from werkzeug.exceptions import HTTPException
+from sqlalchemy.exc import DataError
+from werkzeug.exceptions import HTTPException, NotFound
+from werkzeug.routing import IntegerConverter
 
 from bsn.auth import resolved_user_id
 from bsn.errors import BSNError, envelope
 from bsn.extensions import limiter
+from bsn.schemas.common import ErrorSchema
 
 log = logging.getLogger("bsn.http")
 access_log = logging.getLogger("bsn.access")
@@ -61,8 +65,104 @@ def _webargs_fields(data: dict) -> dict:
     return fields
 
 
+# The largest id a column can hold (BIGINT / SQLite INTEGER): a larger one names nothing.
+MAX_ID = 2**63 - 1
+
+
+class IdConverter(IntegerConverter):
+    """`<int:...>` in a path: a number too large for a database integer names nothing, 404.
+
+    Werkzeug's converter takes any length of digits, and SQLite refuses a number over 64 bits with an
+    OverflowError, which surfaced as a 500. (A ValidationError here would answer 405: werkzeug then
+    only sees the other methods' rules for that path.)
+    """
+
+    def to_python(self, value: str) -> int:
+        number = super().to_python(value)
+        if number > MAX_ID:
+            raise NotFound()
+        return number
+
+
+def _unstorable_value(error: Exception):
+    """A number or string in a body that no column can hold (over 64 bits; NUL in PostgreSQL text)."""
+    from bsn.extensions import db
+
+    db.session.rollback()
+    log.warning("unstorable value: %s", error)
+    return _error_response(422, "validation_error", "A value is out of range or cannot be stored.")
+
+
+def _id_param_schema(converter):
+    return {"type": "integer", "minimum": 0, "maximum": MAX_ID}
+
+
+class ErrorResponses(BasePlugin):
+    """Documents the error answers an operation can give, each with BSN's error envelope.
+
+    They follow from what the operation has, so a new endpoint is documented like the others: a
+    bearer token (401 without a valid one; 403 when the caller may not do this or is suspended); no
+    token but a body, which then carries the credential (a password, an e-mailed token: 401 and 403
+    too); an id in its path or body (404); any input (422 when a value is invalid or breaks a rule);
+    a body (400 not JSON, 413 too large); a write (409 when it conflicts with the current state);
+    and the rate limit (429) on all. A body whose fields are all optional is documented as optional.
+    """
+
+    def init_spec(self, spec):
+        self.spec = spec
+
+    def operation_helper(self, path=None, operations=None, **kwargs):
+        for method, operation in (operations or {}).items():
+            if not isinstance(operation, dict) or method in ("parameters", "summary", "description"):
+                continue
+            responses = operation.setdefault("responses", {})
+            body = operation.get("requestBody")
+            secured = bool(operation.get("security"))
+            has_path_ids = "{" in (path or "")
+            has_query = any(isinstance(p, dict) and p.get("in") == "query" for p in operation.get("parameters", []))
+            codes = {429: "TOO_MANY_REQUESTS"}
+            if secured or body:
+                codes.update({401: "UNAUTHORIZED", 403: "FORBIDDEN"})
+            if has_path_ids or body:
+                codes[404] = "NOT_FOUND"
+            if has_path_ids or body or has_query:
+                codes[422] = "UNPROCESSABLE_ENTITY"
+            if body:
+                codes.update({400: "BAD_REQUEST", 413: "REQUEST_ENTITY_TOO_LARGE"})
+                if not self._required_fields(body):
+                    body["required"] = False
+            if method != "get" and (secured or body):
+                codes[409] = "CONFLICT"
+            for code, name in codes.items():
+                responses.setdefault(code, name)
+
+    def _required_fields(self, body) -> bool:
+        schema = (body.get("content", {}).get("application/json") or {}).get("schema")
+        if not isinstance(schema, dict) or "$ref" not in schema:
+            return True
+        component = self.spec.components.schemas.get(schema["$ref"].rsplit("/", 1)[-1], {})
+        return bool(component.get("required")) or component.get("type") != "object"
+
+
 class Api(SmorestApi):
-    """flask-smorest's Api with BSN's error envelope for every HTTP error."""
+    """flask-smorest's Api with BSN's error envelope for every HTTP error, documented per operation.
+
+    No catch-all `default` response: an answer whose status the document does not list is a bug
+    (the REST fuzz test checks every answer against this document).
+    """
+
+    ERROR_SCHEMA = ErrorSchema
+    DEFAULT_ERROR_RESPONSE_NAME = None
+
+    def init_app(self, app, *, spec_kwargs=None):
+        app.url_map.converters["int"] = IdConverter
+        app.register_error_handler(OverflowError, _unstorable_value)
+        app.register_error_handler(DataError, _unstorable_value)
+        super().init_app(app, spec_kwargs=spec_kwargs)
+        self.register_converter(IdConverter, _id_param_schema)
+
+    def _init_spec(self, *, extra_plugins=None, **kwargs):
+        super()._init_spec(extra_plugins=[*(extra_plugins or ()), ErrorResponses()], **kwargs)
 
     def handle_http_exception(self, error: HTTPException):
         if isinstance(error, RateLimitExceeded):

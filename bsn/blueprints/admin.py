@@ -15,7 +15,10 @@ blp = Blueprint("admin", __name__, url_prefix="/api/admin", description="Operati
 
 
 @blp.route("/status/", methods=["GET"])
-@blp.doc(security=[{"bearer": []}])
+@blp.doc(
+    security=[{"bearer": []}],
+    responses={"200": {"description": "The status", "content": {"application/json": {"schema": {"type": "object"}}}}},
+)
 @role_required(lambda user: user.is_admin)
 def status():
     """Health checks, the periodic schedule (next run, last success, lateness), queues and workers."""

@@ -7,7 +7,7 @@ from marshmallow import Schema, fields, validate
 from bsn.auth import current_caller, login_required
 from bsn.blueprints.posts import page_cursor
 from bsn.dbtools import cursor_id, encode_cursor
-from bsn.schemas.common import PageArgsSchema
+from bsn.schemas.common import PageArgsSchema, StrictBoolean
 from bsn.schemas.social import PostPageSchema, PostSchema
 from bsn.services import groups
 
@@ -18,7 +18,7 @@ SECURITY = [{"bearer": []}]
 class GroupCreateSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=100))
     description = fields.String(load_default="", validate=validate.Length(max=2000))
-    private = fields.Boolean(load_default=False)
+    private = StrictBoolean(load_default=False)
 
 
 class GroupSchema(Schema):
@@ -72,6 +72,11 @@ class GroupEventSchema(Schema):
 
 class RsvpSchema(Schema):
     status = fields.String(required=True, validate=validate.OneOf(["going", "maybe", "no"]))
+
+
+class RsvpResultSchema(Schema):
+    event_id = fields.Integer()
+    status = fields.String()
 
 
 class FileCreateSchema(Schema):
@@ -225,6 +230,7 @@ def create_event(body, group_id):
 @blp.doc(security=SECURITY)
 @login_required
 @blp.arguments(RsvpSchema)
+@blp.response(200, RsvpResultSchema)
 def rsvp(body, group_id, event_id):
     """Going, maybe or no (changeable)."""
     return groups.rsvp(current_caller(), group_id, event_id, body["status"])

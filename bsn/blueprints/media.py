@@ -57,8 +57,37 @@ class ViewersSchema(Schema):
     results = fields.List(fields.Dict())
 
 
+class StoryReactionSchema(Schema):
+    story_id = fields.Integer()
+    reaction = fields.String()
+
+
+UPLOAD_BODY = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+                "required": ["file"],
+            }
+        }
+    },
+}
+# What a download can be: the types save_upload accepts, found by sniffing the content.
+DOWNLOAD_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "video/mp4")
+DOWNLOAD_RESPONSE = {
+    "description": "The file",
+    "content": {kind: {"schema": {"type": "string", "format": "binary"}} for kind in DOWNLOAD_TYPES},
+}
+
+
 @blp.route("/uploads/", methods=["POST"])
-@blp.doc(security=SECURITY, description="multipart/form-data with one `file` part (PNG, JPEG, GIF, WebP, MP4).")
+@blp.doc(
+    security=SECURITY,
+    description="multipart/form-data with one `file` part (PNG, JPEG, GIF, WebP, MP4).",
+    requestBody=UPLOAD_BODY,
+)
 @login_required
 @limiter.limit("30 per minute")
 @blp.response(201, UploadSchema)
@@ -73,6 +102,7 @@ def upload():
 
 
 @blp.route("/uploads/<string:upload_id>", methods=["GET"])
+@blp.doc(responses={"200": DOWNLOAD_RESPONSE})
 def download(upload_id):
     """The file, with its checked content type; public, as images are embedded by URL."""
     item, data = media.read_upload(upload_id)
@@ -115,6 +145,7 @@ def view(story_id):
 @blp.doc(security=SECURITY)
 @login_required
 @blp.arguments(StoryReactSchema)
+@blp.response(200, StoryReactionSchema)
 def react(body, story_id):
     """React (one reaction per viewer, changeable)."""
     return media.react_to_story(current_caller(), story_id, body["emoji"])

@@ -5,6 +5,7 @@ from marshmallow import Schema, fields, validate
 
 from bsn.auth import current_caller, login_required
 from bsn.dbtools import cursor_id, encode_cursor
+from bsn.schemas.common import StrictBoolean
 from bsn.services import notifications
 
 blp = Blueprint("notifications", __name__, url_prefix="/api/notifications", description="Notifications")
@@ -45,7 +46,7 @@ class UnreadSchema(Schema):
 
 
 # Every kind is a boolean field: {"follow": true, "like": false, ...}
-PreferencesSchema = Schema.from_dict({kind: fields.Boolean() for kind in notifications.KINDS}, name="Preferences")
+PreferencesSchema = Schema.from_dict({kind: StrictBoolean() for kind in notifications.KINDS}, name="Preferences")
 
 
 @blp.route("/", methods=["GET"])

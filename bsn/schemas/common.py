@@ -25,9 +25,37 @@ class Amount(fields.String):
         return None if value is None else to_str(value)
 
 
+class StrictBoolean(fields.Boolean):
+    """A JSON boolean, and only that: marshmallow's Boolean also takes 0, 1, "yes", "on"..., which the
+    OpenAPI document (type: boolean) does not allow. Query strings keep fields.Boolean ("true", "1")."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 class PageArgsSchema(Schema):
     limit = fields.Integer(load_default=20, validate=validate.Range(min=1, max=100))
     cursor = fields.String(validate=validate.Length(max=500))
+
+
+class ErrorBodySchema(Schema):
+    code = fields.String(required=True, metadata={"description": "machine-readable, e.g. not_found"})
+    message = fields.String(required=True)
+    fields_ = fields.Dict(
+        data_key="fields",
+        keys=fields.String(),
+        values=fields.Raw(),
+        metadata={"description": "validation problems by field name"},
+    )
+    request_id = fields.String()
+
+
+class ErrorSchema(Schema):
+    """The error envelope of every failed call: {"error": {"code", "message", "fields"?, "request_id"?}}."""
+
+    error = fields.Nested(ErrorBodySchema, required=True)
 
 
 def page(results, next_cursor):
