@@ -60,6 +60,9 @@ def load_settings(instance_path: str) -> dict:
         # Accounts
         "AUTH_TOKEN_TTL": _int("AUTH_TOKEN_TTL", 30 * 24 * 3600),
         "AUTH_CACHE_TTL": _int("AUTH_CACHE_TTL", 300),
+        # Post lists and profiles (bsn/cache.py); 0 turns the cache off. Writes invalidate at once: this
+        # only bounds what a write lost while Redis was down leaves behind.
+        "CACHE_TTL": _int("CACHE_TTL", 30),
         "PASSWORD_MIN_LENGTH": _int("PASSWORD_MIN_LENGTH", 10),
         "PASSWORD_HASH_TIME_COST": _int("PASSWORD_HASH_TIME_COST", 3),
         "PASSWORD_HASH_MEMORY_KIB": _int("PASSWORD_HASH_MEMORY_KIB", 65536),

@@ -1,10 +1,12 @@
 """REST: posts, the feed, comments and likes."""
 
+import json
 from datetime import datetime
 
-from flask import jsonify
+from flask import current_app
 from flask_smorest import Blueprint
 
+from bsn import cache
 from bsn.auth import current_caller, current_user, login_required
 from bsn.dbtools import cursor_id, decode_cursor, encode_cursor
 from bsn.errors import ValidationError
@@ -36,9 +38,29 @@ def page_cursor(args):
         raise ValidationError(fields={"cursor": ["Invalid cursor."]}) from None
 
 
-def _page(results, next_cursor):
-    # Lists are built as plain data in the service (the hot path); PostPageSchema documents their shape.
-    return jsonify(results=results, next_cursor=encode_cursor(*next_cursor) if next_cursor else None)
+def _page(kind: str, args: dict, extra: str, compute):
+    """A page as JSON, from the cache or from `compute()` -> (results, next cursor).
+
+    Lists are built as plain data in the service (the hot path); PostPageSchema documents their shape.
+    A page depends on everything posted and on the viewer's follows, blocks and mutes: its key holds the
+    global and the viewer's generations (bsn/cache.py).
+    """
+    viewer = current_caller().id
+    cursor = page_cursor(args)
+    entry = cache.Entry(f"cache:{kind}:", "12", f":{viewer}:{args['limit']}:{extra}:{args.get('cursor') or ''}")
+    got = cache.read((viewer,), [entry])
+    if got is not None and got[1][0] is not None:
+        return _json_response(got[1][0])
+    results, next_cursor = compute(cursor)
+    page = {"results": results, "next_cursor": encode_cursor(*next_cursor) if next_cursor else None}
+    body = json.dumps(page, separators=(",", ":")).encode()
+    if got is not None:
+        cache.store({entry.key(got[0]): body})
+    return _json_response(body)
+
+
+def _json_response(body: bytes):
+    return current_app.response_class(body, mimetype="application/json")
 
 
 @blp.route("/posts/", methods=["GET"])
@@ -49,7 +71,9 @@ def _page(results, next_cursor):
 def list_posts(args):
     """Posts newest first (`?author=` for one author's, `?tag=` for a hashtag's)."""
     caller = current_caller()
-    return _page(*posts.list_posts(caller, args["limit"], page_cursor(args), args.get("author"), args.get("tag")))
+    author, tag = args.get("author"), posts.normal_tag(args.get("tag"))
+    extra = f"{'' if author is None else author}:{tag or ''}"
+    return _page("posts", args, extra, lambda cursor: posts.list_posts(caller, args["limit"], cursor, author, tag))
 
 
 @blp.route("/posts/", methods=["POST"])
@@ -68,7 +92,7 @@ def create(body):
 @blp.response(200, PostPageSchema)
 def feed(args):
     """Posts of the people you follow and your own, newest first."""
-    return _page(*posts.feed(current_caller(), args["limit"], page_cursor(args)))
+    return _page("feed", args, "", lambda cursor: posts.feed(current_caller(), args["limit"], cursor))
 
 
 @blp.route("/posts/<int:post_id>/", methods=["GET"])

@@ -1,5 +1,6 @@
 """REST: profiles, search, follows, blocks and mutes."""
 
+from flask import current_app
 from flask_smorest import Blueprint
 
 from bsn.auth import current_caller, login_required
@@ -36,7 +37,8 @@ def search(args):
 @blp.response(200, ProfileSchema)
 def profile(user_id):
     """A profile with follower, following and post counts."""
-    return users.profile(current_caller(), user_id)
+    # Built (or cached) as JSON by the service; ProfileSchema documents its shape.
+    return current_app.response_class(users.profile(current_caller(), user_id), mimetype="application/json")
 
 
 @blp.route("/<int:user_id>/follow/", methods=["POST"])
