@@ -7,6 +7,20 @@ from bsn.schemas.common import Timestamp
 
 EMOJI = validate.Length(min=1, max=32)
 CLIENT_ID = validate.Length(min=1, max=64)
+# The columns' ranges (conversation and user ids are INTEGER; message and notification ids and seqs BIGINT):
+# a value outside matches nothing, and the database refuses to even compare it (PostgreSQL: integer out of
+# range; SQLite: no 64-bit integer).
+INT32 = validate.Range(min=-(2**31), max=2**31 - 1)
+INT64 = validate.Range(min=-(2**63), max=2**63 - 1)
+SEQ = validate.Range(min=0, max=2**63 - 1)
+
+
+def int32(**kwargs):
+    return fields.Integer(strict=True, validate=INT32, **kwargs)
+
+
+def int64(**kwargs):
+    return fields.Integer(strict=True, validate=INT64, **kwargs)
 
 
 class ConversationCreateSchema(Schema):
@@ -76,7 +90,7 @@ class SendSchema(Schema):
 
 
 class SocketSendSchema(SendSchema):
-    conversation_id = fields.Integer(required=True, strict=True)
+    conversation_id = int32(required=True)
 
 
 class MessageListArgsSchema(Schema):
@@ -120,25 +134,25 @@ class ReactionResultSchema(Schema):
 
 
 class JoinPayload(Schema):
-    conversation_id = fields.Integer(required=True, strict=True)
+    conversation_id = int32(required=True)
 
 
 class TypingPayload(Schema):
-    conversation_id = fields.Integer(required=True, strict=True)
+    conversation_id = int32(required=True)
     is_typing = fields.Boolean(required=True)
 
 
 class ReadPayload(Schema):
-    conversation_id = fields.Integer(required=True, strict=True)
-    message_id = fields.Integer(strict=True)
-    seq = fields.Integer(strict=True, validate=validate.Range(min=0))
+    conversation_id = int32(required=True)
+    message_id = int64()
+    seq = fields.Integer(strict=True, validate=SEQ)
 
 
 class ReactPayload(Schema):
-    message_id = fields.Integer(required=True, strict=True)
+    message_id = int64(required=True)
     emoji = fields.String(required=True, validate=EMOJI)
 
 
 class SyncPayload(Schema):
-    conversation_id = fields.Integer(required=True, strict=True)
-    after_seq = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+    conversation_id = int32(required=True)
+    after_seq = fields.Integer(required=True, strict=True, validate=SEQ)

@@ -22,6 +22,11 @@ from bsn.services import accounts, presence
 log = logging.getLogger(__name__)
 
 
+MAX_TOKEN_LENGTH = 512
+# python-socketio's own events: never a client's to trigger.
+LIFECYCLE = ("connect", "disconnect")
+
+
 class BSNNamespace(Namespace):
     """A namespace whose sockets belong to an authenticated user.
 
@@ -42,7 +47,9 @@ class BSNNamespace(Namespace):
 
     def on_connect(self, auth=None):
         token = auth.get("token") if isinstance(auth, dict) else None
-        user_id = accounts.user_id_for_token(token) if isinstance(token, str) and token else None
+        # Tokens are short ASCII strings; anything else is none (a lone surrogate could not even be hashed).
+        valid = isinstance(token, str) and token.isascii() and 0 < len(token) <= MAX_TOKEN_LENGTH
+        user_id = accounts.user_id_for_token(token) if valid else None
         if user_id is None:
             # Refused before any event: Socket.IO clients get a connect_error with this message.
             raise ConnectionRefusedError("unauthorized: send auth {token: <bearer token>}")
@@ -80,14 +87,28 @@ class BSNNamespace(Namespace):
     # ---- events ----
 
     def trigger_event(self, event, *args):
-        if event in ("connect", "disconnect"):
+        if event in LIFECYCLE and self._from_server(event, args[0]):
             return super().trigger_event(event, *args)
         # Every other event, known or not, runs through _dispatch inside Flask-SocketIO's request context.
         return self.socketio._handle_event(self._dispatch, event, self.namespace, *args)
 
+    def _from_server(self, event: str, sid: str) -> bool:
+        """Whether python-socketio itself runs this connect or disconnect, not a client emitting an event so named.
+
+        python-socketio runs connect while the socket is only pre-connected, and disconnect once it no longer
+        counts as connected; a client's events are dispatched only while it is fully connected. Run as a
+        handler, a client's `disconnect` would drop its presence and identity with the socket still open, and
+        its `connect` would authenticate the socket again with whatever token it names.
+        """
+        manager = self.server.manager
+        if event == "connect":
+            return manager.is_pre_connected(sid, self.namespace)
+        return not manager.is_connected(sid, self.namespace)
+
     def _dispatch(self, *args):
         event = request.event["message"]
-        handler = getattr(self, "on_" + event, None) if isinstance(event, str) and event.isidentifier() else None
+        known = isinstance(event, str) and event.isidentifier() and event not in LIFECYCLE
+        handler = getattr(self, "on_" + event, None) if known else None
         user_id = self.callers.get(request.sid)
         if handler is None or user_id is None:
             return self._error(event, BSNError(f"Unknown event {event!r}.", code="unknown_event"))
@@ -109,9 +130,13 @@ class BSNNamespace(Namespace):
         if not isinstance(data, dict):
             raise ValidationError("The payload must be a JSON object.", code="invalid_payload")
         try:
-            return schema().load(data)
+            loaded = schema().load(data)
         except SchemaError as exc:
             raise ValidationError(fields=exc.normalized_messages()) from None
+        unstorable = {key: [UNSTORABLE] for key, value in loaded.items() if _unstorable(value)}
+        if unstorable:
+            raise ValidationError(fields=unstorable)
+        return loaded
 
     def _rate_limit(self, user_id: int, event: str) -> None:
         config = current_app.config
@@ -132,6 +157,26 @@ class BSNNamespace(Namespace):
         body = {**error.to_dict(), "event": event}
         emit("error", body)
         return {"error": body}
+
+
+UNSTORABLE = "Must not contain NUL characters or unpaired surrogates."
+
+
+def _unstorable(value) -> bool:
+    """Text no database stores: PostgreSQL refuses NUL in text, and neither encodes a lone surrogate as UTF-8."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            return True
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, list | tuple):
+        return any(_unstorable(item) for item in value)
+    if isinstance(value, dict):
+        return any(_unstorable(item) for item in value.values())
+    return False
 
 
 class ConnectionRegistry:

@@ -3,6 +3,7 @@
 from flask_socketio import join_room
 from marshmallow import Schema, fields, validate
 
+from bsn.schemas.messaging import int64
 from bsn.services import notifications
 from bsn.sockets.base import BSNNamespace
 
@@ -16,7 +17,7 @@ class FeedNamespace(BSNNamespace):
 
 
 class MarkReadPayload(Schema):
-    ids = fields.List(fields.Integer(strict=True), required=True, validate=validate.Length(min=1, max=500))
+    ids = fields.List(int64(), required=True, validate=validate.Length(min=1, max=500))
 
 
 class NotificationsNamespace(BSNNamespace):

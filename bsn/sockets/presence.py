@@ -3,12 +3,13 @@
 from flask_socketio import emit
 from marshmallow import Schema, fields, validate
 
+from bsn.schemas.messaging import int32
 from bsn.services import presence
 from bsn.sockets.base import BSNNamespace
 
 
 class QueryPayload(Schema):
-    user_ids = fields.List(fields.Integer(strict=True), required=True, validate=validate.Length(min=1, max=200))
+    user_ids = fields.List(int32(), required=True, validate=validate.Length(min=1, max=200))
 
 
 class PresenceNamespace(BSNNamespace):
