@@ -85,7 +85,8 @@ class IdConverter(IntegerConverter):
 
 
 def _unstorable_value(error: Exception):
-    """A number or string in a body that no column can hold (over 64 bits; NUL in PostgreSQL text)."""
+    """A value in a body that no column can hold: a number over 64 bits, NUL in PostgreSQL text, or a
+    lone surrogate (valid in JSON's \\u escapes, but not encodable as UTF-8 by either database)."""
     from bsn.extensions import db
 
     db.session.rollback()
@@ -158,6 +159,7 @@ class Api(SmorestApi):
         app.url_map.converters["int"] = IdConverter
         app.register_error_handler(OverflowError, _unstorable_value)
         app.register_error_handler(DataError, _unstorable_value)
+        app.register_error_handler(UnicodeEncodeError, _unstorable_value)
         super().init_app(app, spec_kwargs=spec_kwargs)
         self.register_converter(IdConverter, _id_param_schema)
 
