@@ -436,3 +436,36 @@ def test_postgresql_restarted_pooled_connections_recover_without_restarting_the_
     with postgres_app.app_context():
         stored = set(db.session.scalars(select(Post.id)))
     assert acked <= stored  # every post answered 201 was committed
+
+
+def test_worker_and_scheduler_outlive_a_redis_restart_that_lost_everything(app, own_redis):
+    """Redis comes back empty: the worker registers again, the schedule is rebuilt, periodic jobs run again."""
+    import redis
+    from rq import Worker
+    from rq_scheduler import Scheduler
+
+    from tests.helpers import flask_process
+    from workers import periodic, schedule
+    from workers.runtime import PERIODIC_PREFIX
+
+    connection = redis.Redis.from_url(own_redis.url)
+    expected = {PERIODIC_PREFIX + p.id for p in schedule.active(app.config)}
+    settings = {"REDIS_URL": own_redis.url, "SCHEDULER_INTERVAL": 1, **FAST_RECOVERY}
+
+    def healthy() -> bool:
+        scheduled = {job.id for job in Scheduler(connection=connection).get_jobs()}
+        return bool(Worker.all(connection=connection)) and scheduled == expected
+
+    def swept() -> bool:
+        record = {k.decode(): v for k, v in connection.hgetall(periodic.RECORD_KEY.format("mining-sweep")).items()}
+        return "last_success" in record
+
+    with (
+        flask_process(app, "bsn", "scheduler", **settings) as scheduler,
+        flask_process(app, "bsn", "worker", **settings) as worker,
+    ):
+        wait_until(lambda: healthy() and swept(), timeout=30, message="worker, schedule and a first sweep")
+        own_redis.stop()
+        own_redis.start()
+        wait_until(lambda: healthy() and swept(), timeout=30, message="worker, schedule and a sweep after the restart")
+        assert scheduler.poll() is None and worker.poll() is None
