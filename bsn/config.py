@@ -54,7 +54,8 @@ def load_settings(instance_path: str) -> dict:
         # The local default key only protects a development instance; production must set its own.
         "SECRET_KEY": _env("SECRET_KEY", "dev-insecure-secret-key"),
         "SQLALCHEMY_DATABASE_URI": normalize_database_url(_env("DATABASE_URL", default_db)),
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        # Parameters stay out of error messages and so out of logs: they hold e-mails and message text.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "hide_parameters": True},
         "DB_POOL_SIZE": _int("DB_POOL_SIZE", 10),
         "REDIS_URL": _env("REDIS_URL", "redis://127.0.0.1:6390/0"),
         # Accounts

@@ -90,7 +90,8 @@ def _unstorable_value(error: Exception):
     from bsn.extensions import db
 
     db.session.rollback()
-    log.warning("unstorable value: %s", error)
+    # The type only: the error's text quotes the value, and values are private (message text, e-mails).
+    log.warning("unstorable value (%s)", type(error).__name__)
     return _error_response(422, "validation_error", "A value is out of range or cannot be stored.")
 
 

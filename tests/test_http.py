@@ -131,3 +131,18 @@ def test_openapi_document_is_generated_from_the_schemas(client):
     name = schema_ref.rsplit("/", 1)[1]
     assert set(spec["components"]["schemas"][name]["properties"]) == {"username", "email", "password"}
     assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+
+
+def test_a_database_error_logs_no_parameters(client, make_user, caplog):
+    _, token = make_user()
+    with caplog.at_level(logging.DEBUG):
+        # A lone surrogate is valid JSON but no database can store it: the error names no values.
+        response = client.patch(
+            "/api/auth/user/",
+            data='{"bio": "private-bio-text \\ud800"}',
+            content_type="application/json",
+            headers=auth(token),
+        )
+    assert response.status_code == 422
+    text = "\n".join(r.getMessage() + str(vars(r)) for r in caplog.records)
+    assert "unstorable value" in text and "private-bio-text" not in text
