@@ -263,7 +263,20 @@ def test_a_job_of_a_worker_killed_mid_job_is_finished_by_the_surviving_worker(ap
 
 # ---- PostgreSQL restarted ----
 
-POSTGRES_BIN = os.environ.get("BSN_TEST_POSTGRES_BIN", "/usr/lib/postgresql/15/bin")
+
+def _postgres_bin() -> str:
+    """BSN_TEST_POSTGRES_BIN, else Debian's newest /usr/lib/postgresql/<version>/bin, else pg_ctl's on PATH."""
+    explicit = os.environ.get("BSN_TEST_POSTGRES_BIN")
+    if explicit:
+        return explicit
+    import glob
+
+    debian = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4]))
+    found = debian[-1] if debian else shutil.which("pg_ctl")
+    return os.path.dirname(found) if found else "/usr/lib/postgresql/15/bin"
+
+
+POSTGRES_BIN = _postgres_bin()
 
 
 class PrivatePostgres:
