@@ -39,6 +39,7 @@ _RELATION_TABLES["mutes"] = ("muter_id", "muted_id")
 _USER_FIELDS = ("username", "display_name", "avatar_url", "bio", "suspended_at", "deleted_at", "created_at")
 
 _PENDING = "bsn.cache.pending"  # in Session.info: {"global": bool, "users": set, "bulk_relation": bool}
+_HELD = "bsn.cache.held"
 
 # ARGV: now (µs), n, n generation key suffixes ('' for the global one, ':u:<id>' for a user's), then for
 # each cached entry a (prefix, suffix) pair; an entry's key is prefix .. the generations joined by ':' ..
@@ -146,7 +147,11 @@ def users_changed(session: Session, *user_ids: int) -> None:
 
 
 def bump(user_ids=(), everything: bool = False) -> None:
-    keys = ([GEN] if everything else []) + [USER_GEN + str(uid) for uid in sorted(set(user_ids))]
+    send(([GEN] if everything else []) + [USER_GEN + str(uid) for uid in sorted(set(user_ids))])
+
+
+def send(keys: list[str]) -> None:
+    """Move these generations now."""
     if not keys:
         return
     try:
@@ -157,6 +162,21 @@ def bump(user_ids=(), everything: bool = False) -> None:
     except (redis.RedisError, RuntimeError):
         # Committed either way; what is cached under the old generations lives at most CACHE_TTL.
         log.error("cache generations %s not moved", keys)
+
+
+def hold(session: Session) -> None:
+    """Keep the generations the next commit moves in the session, for `held` (to send in the caller's pipeline)."""
+    session.info[_HELD] = []
+
+
+def held(session: Session) -> list[str]:
+    return session.info.pop(_HELD, None) or []
+
+
+def bump_in(pipe, keys: list[str]) -> None:
+    """Add the move of these generations to a Redis pipeline (EVAL: a pipeline cannot load a lost script)."""
+    if keys:
+        pipe.eval(_BUMP, len(keys), *keys, _now_us())
 
 
 # ---- noticing writes ----
@@ -204,7 +224,11 @@ def _after_commit(session: Session) -> None:
     if pending is None:
         return
     everything = pending["global"] or (pending["bulk_relation"] and not pending["users"])
-    bump(pending["users"], everything=everything)
+    keys = ([GEN] if everything else []) + [USER_GEN + str(uid) for uid in sorted(pending["users"])]
+    if _HELD in session.info:
+        session.info[_HELD].extend(keys)
+    else:
+        send(keys)
 
 
 @event.listens_for(Session, "after_soft_rollback")

@@ -259,9 +259,13 @@ def test_a_write_is_seen_by_the_next_read(app, w, name, prepare, read, write, ex
 def test_reads_come_from_the_cache(app, w):
     from tests.helpers import count_queries
 
-    for path in (FEED, POSTS, f"/api/users/{w.bob_id}/"):
+    for path in (FEED, POSTS):
         count_queries(app, w.client, path, w.amy[1])
         assert count_queries(app, w.client, path, w.amy[1]) == 0, path
+    # A profile: the first read caches what everyone sees, the second the viewer's relations.
+    profile = f"/api/users/{w.bob_id}/"
+    assert [count_queries(app, w.client, profile, w.amy[1]) for _ in range(3)] == [1, 1, 0]
+    assert count_queries(app, w.client, f"/api/users/{w.cat_id}/", w.amy[1]) == 1
 
 
 def test_a_read_racing_a_write_cannot_bring_stale_data_back(app, w, monkeypatch):

@@ -59,8 +59,8 @@ def _page(kind: str, args: dict, extra: str, compute):
     return _json_response(body)
 
 
-def _json_response(body: bytes):
-    return current_app.response_class(body, mimetype="application/json")
+def _json_response(body: bytes, status: int = 200):
+    return current_app.response_class(body, status=status, mimetype="application/json")
 
 
 @blp.route("/posts/", methods=["GET"])
@@ -82,7 +82,9 @@ def list_posts(args):
 @blp.arguments(PostCreateSchema)
 @blp.response(201, PostSchema)
 def create(body):
-    return posts.create_post(current_caller(), body["body"], body["visibility"], body["media"])
+    post = posts.create_post(current_caller(), body["body"], body["visibility"], body["media"])
+    # Plain data built by the service; PostSchema documents its shape.
+    return _json_response(json.dumps(post, separators=(",", ":")).encode(), 201)
 
 
 @blp.route("/feed/", methods=["GET"])

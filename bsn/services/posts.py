@@ -5,13 +5,15 @@ Bodies are stored exactly as typed and returned as plain JSON strings; clients i
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from datetime import datetime
 
-from flask import current_app
-from sqlalchemy import and_, delete, exists, func, literal, or_, select, tuple_, update
+from flask import current_app, has_request_context, request
+from sqlalchemy import Integer, and_, bindparam, delete, exists, func, insert, or_, select, tuple_, update
 
-from bsn import realtime
+from bsn import cache, realtime
 from bsn.actors import Actor
 from bsn.clock import isoformat
 from bsn.clock import now as clock_now
@@ -20,7 +22,7 @@ from bsn.errors import Forbidden, NotFound, ValidationError
 from bsn.extensions import db
 from bsn.models import Block, Comment, Follow, Group, GroupMember, Mute, Post, PostLike, PostTag, User
 from bsn.services import moderation, notifications
-from bsn.services.accounts import own_account, user_json
+from bsn.services.accounts import PREFETCHED_ACCOUNT, user_json
 from bsn.services.users import blocked_between
 
 PUBLIC, FOLLOWERS = "public", "followers"
@@ -40,63 +42,74 @@ MENTION = re.compile(r"(?<![\w@])@([A-Za-z0-9_]{3,30})")
 HASHTAG = re.compile(r"(?<![\w#])#(\w{1,64})")
 
 
-def _tags_and_mentions(post: Post, actor_id: int, new: bool = False) -> None:
+def _tags_and_mentions(post_id: int, body: str, actor_id: int, new: bool = False) -> None:
     """Store the post's hashtags and notify the users it mentions (in the caller's transaction)."""
     if not new:
-        db.session.execute(delete(PostTag).where(PostTag.post_id == post.id))
-    tags = sorted({tag.lower() for tag in HASHTAG.findall(post.body)})
+        db.session.execute(delete(PostTag).where(PostTag.post_id == post_id))
+    tags = sorted({tag.lower() for tag in HASHTAG.findall(body)})
     for tag in tags:
-        db.session.add(PostTag(post_id=post.id, tag=tag))
-    names = {name.lower() for name in MENTION.findall(post.body)}
+        db.session.add(PostTag(post_id=post_id, tag=tag))
+    names = {name.lower() for name in MENTION.findall(body)}
     if names:
         mentioned = db.session.scalars(select(User.id).where(func.lower(User.username).in_(names)))
         for user_id in mentioned:
-            notifications.notify(user_id, "mention", actor_id, {"post_id": post.id})
+            notifications.notify(user_id, "mention", actor_id, {"post_id": post_id})
 
 
 def create_post(author: Actor, body: str, visibility: str = PUBLIC, media: list[str] | None = None) -> dict:
     body = check_body(body)
     held = moderation.screen(body) == moderation.HOLD
-    post = Post(
-        author_id=author.id,
-        body=body,
-        visibility=visibility,
-        media=media or [],
-        hidden_at=clock_now() if held else None,
-    )
-    db.session.add(post)
-    db.session.flush()
+    at = clock_now()
+    values = {"author_id": author.id, "body": body, "visibility": visibility, "media": media or []}
+    values.update(like_count=0, comment_count=0, created_at=at, hidden_at=at if held else None)
+    # One INSERT ... RETURNING, without the unit of work's bookkeeping for an object nobody reads again.
+    post_id = db.session.execute(insert(Post).values(values).returning(Post.id)).scalar_one()
     if held:
-        moderation.hold_for_review("post", post.id, "auto-moderation: held for review")
+        moderation.hold_for_review("post", post_id, "auto-moderation: held for review")
     else:
-        _tags_and_mentions(post, author.id, new=True)
-    # The answer from what is in hand: the author's cached account copy (usually brought along by the
-    # token check) and the values just inserted, so nothing is read again after the commit.
-    account = own_account(author)
+        _tags_and_mentions(post_id, body, author.id, new=True)
+    # The answer from what is in hand: the values just inserted and the author's account copy that the
+    # token check usually brought along, so nothing is read again after the commit.
     data = {
-        "id": post.id,
-        "author": {key: account[key] for key in AUTHOR_FIELDS},
+        "id": post_id,
+        "author": _author(author.id),
         "body": body,
         "visibility": visibility,
-        "media": post.media,
-        "created_at": isoformat(post.created_at),
+        "media": values["media"],
+        "created_at": isoformat(at),
         "edited_at": None,
         "like_count": 0,
         "comment_count": 0,
         "liked_by_me": False,
     }
-    db.session.commit()
-    if not held:
+    # The cache generations this commit moves go out with the fan-out job, in its round trip.
+    cache.hold(db.session)
+    try:
+        db.session.commit()
+    finally:
+        moved = cache.held(db.session)
+    if held:
+        cache.send(moved)
+    else:
         # Popular authors have thousands of followers: the fan-out is a job, not part of the request.
-        fan_out_later("post_created", {"post_id": data["id"], "author_id": author.id}, author.id)
+        fan_out_later("post_created", {"post_id": post_id, "author_id": author.id}, author.id, moved)
     return data
+
+
+def _author(user_id: int) -> dict:
+    prefetched = request.environ.get(PREFETCHED_ACCOUNT) if has_request_context() else None
+    if prefetched is not None and prefetched[0] == user_id:
+        account = json.loads(prefetched[1])
+        return {key: account[key] for key in AUTHOR_FIELDS}
+    row = db.session.execute(select(User.username, User.display_name, User.avatar_url).where(User.id == user_id)).one()
+    return {"id": user_id, "username": row.username, "display_name": row.display_name, "avatar_url": row.avatar_url}
 
 
 AUTHOR_FIELDS = ("id", "username", "display_name", "avatar_url")
 
 
-def fan_out_later(event: str, data: dict, author_id: int) -> None:
-    """Enqueue the fan-out job, in one pipelined round trip (RQ's enqueue alone sends two)."""
+def fan_out_later(event: str, data: dict, author_id: int, cache_moves: list[str] = ()) -> None:
+    """Enqueue the fan-out job (and move `cache_moves`), in one pipelined round trip (RQ's enqueue alone sends two)."""
     from rq import Retry
 
     from workers import queues
@@ -112,6 +125,7 @@ def fan_out_later(event: str, data: dict, author_id: int) -> None:
             retry=Retry(max=2),
             pipeline=pipe,
         )
+        cache.bump_in(pipe, list(cache_moves))
         pipe.execute()
 
 
@@ -186,7 +200,7 @@ def edit_post(editor: Actor, post_id: int, changes: dict) -> dict:
         if moderation.screen(post.body) == moderation.HOLD:
             post.hidden_at = clock_now()
             moderation.hold_for_review("post", post.id, "auto-moderation: held for review")
-        _tags_and_mentions(post, editor.id)
+        _tags_and_mentions(post.id, post.body, editor.id)
     if "visibility" in changes:
         post.visibility = changes["visibility"]
     post.edited_at = clock_now()
@@ -205,8 +219,13 @@ def delete_post(actor: Actor, post_id: int, is_moderator: bool = False) -> None:
 # ---- lists: one statement per page, whatever its size ----
 
 
-def _page_statement(viewer_id: int):
-    liked = exists().where(PostLike.post_id == Post.id, PostLike.user_id == viewer_id).correlate(Post)
+# The page statements are built once per shape, with the viewer, cursor, author, tag and limit as bound
+# parameters: building a 13-column statement anew cost more than running it.
+VIEWER, LIMIT = bindparam("viewer_id", type_=Integer), bindparam("limit", type_=Integer)
+
+
+def _page_statement():
+    liked = exists().where(PostLike.post_id == Post.id, PostLike.user_id == VIEWER).correlate(Post)
     return (
         select(
             Post.id,
@@ -228,12 +247,19 @@ def _page_statement(viewer_id: int):
     )
 
 
-def _run_page(stmt, limit: int, cursor: tuple[datetime, int] | None):
+def _paged(stmt, with_cursor: bool):
+    if with_cursor:
+        after = tuple_(bindparam("cursor_at", type_=Post.created_at.type), bindparam("cursor_id"))
+        stmt = stmt.where(tuple_(Post.created_at, Post.id) < after)
+    return stmt.order_by(Post.created_at.desc(), Post.id.desc()).limit(LIMIT)
+
+
+def _run_page(stmt, params: dict, limit: int, cursor: tuple[datetime, int] | None):
+    # Columns only: run as Core on the session's connection, without the ORM's result machinery.
+    params["limit"] = limit + 1
     if cursor is not None:
-        stmt = stmt.where(
-            tuple_(Post.created_at, Post.id) < tuple_(literal(cursor[0], Post.created_at.type), cursor[1])
-        )
-    rows = db.session.execute(stmt.order_by(Post.created_at.desc(), Post.id.desc()).limit(limit + 1)).all()
+        params["cursor_at"], params["cursor_id"] = cursor
+    rows = db.session.connection().execute(stmt, params).all()
     page = rows[:limit]
     results = [
         {
@@ -259,53 +285,71 @@ def _run_page(stmt, limit: int, cursor: tuple[datetime, int] | None):
     return results, next_cursor
 
 
-def _not_blocked_by_author(viewer_id: int):
-    return ~exists().where(Block.blocker_id == Post.author_id, Block.blocked_id == viewer_id).correlate(Post)
+def _not_blocked_by_author():
+    return ~exists().where(Block.blocker_id == Post.author_id, Block.blocked_id == VIEWER).correlate(Post)
 
 
-def _not_muted_by(viewer_id: int):
-    return ~exists().where(Mute.muter_id == viewer_id, Mute.muted_id == Post.author_id).correlate(Post)
+def _not_muted_by_viewer():
+    return ~exists().where(Mute.muter_id == VIEWER, Mute.muted_id == Post.author_id).correlate(Post)
 
 
-def _followees(viewer_id: int):
-    return select(Follow.followee_id).where(Follow.follower_id == viewer_id)
+def _followees():
+    return select(Follow.followee_id).where(Follow.follower_id == VIEWER)
+
+
+@functools.cache
+def _list_statement(with_cursor: bool, by_author: bool, by_tag: bool):
+    stmt = _page_statement().where(
+        Post.group_id.is_(None),  # group posts live in their group
+        or_(Post.visibility == PUBLIC, Post.author_id == VIEWER, Post.author_id.in_(_followees())),
+        _not_blocked_by_author(),
+    )
+    # Asking for one author's posts shows them even if muted, as a muted user's profile does.
+    stmt = stmt.where(Post.author_id == bindparam("author_id") if by_author else _not_muted_by_viewer())
+    if by_tag:
+        stmt = stmt.where(Post.id.in_(select(PostTag.post_id).where(PostTag.tag == bindparam("tag"))))
+    return _paged(stmt, with_cursor)
 
 
 def list_posts(viewer: Actor, limit: int, cursor=None, author_id: int | None = None, tag: str | None = None):
     """Posts the viewer may see, newest first: everyone's public ones, their followees' and their own."""
-    stmt = _page_statement(viewer.id).where(
-        Post.group_id.is_(None),  # group posts live in their group
-        or_(Post.visibility == PUBLIC, Post.author_id == viewer.id, Post.author_id.in_(_followees(viewer.id))),
-        _not_blocked_by_author(viewer.id),
-    )
-    # Asking for one author's posts shows them even if muted, as a muted user's profile does.
-    only = Post.author_id == author_id if author_id is not None else _not_muted_by(viewer.id)
-    stmt = stmt.where(only)
-    if tag:
-        stmt = stmt.where(Post.id.in_(select(PostTag.post_id).where(PostTag.tag == normal_tag(tag))))
-    return _run_page(stmt, limit, cursor)
+    params = {"viewer_id": viewer.id, "author_id": author_id, "tag": normal_tag(tag)}
+    stmt = _list_statement(cursor is not None, author_id is not None, bool(tag))
+    return _run_page(stmt, params, limit, cursor)
 
 
 def normal_tag(tag: str | None) -> str | None:
     return tag.lstrip("#").lower() if tag else tag
 
 
-def feed(viewer: Actor, limit: int, cursor=None):
-    """Posts of the people the viewer follows and their own, newest first, over (author, created_at) indexes."""
-    authors = _followees(viewer.id).union_all(select(literal(viewer.id)))
-    stmt = _page_statement(viewer.id).where(
+@functools.cache
+def _feed_statement(with_cursor: bool):
+    authors = _followees().union_all(select(VIEWER))
+    stmt = _page_statement().where(
         Post.author_id.in_(authors),
         Post.group_id.is_(None),
-        _not_blocked_by_author(viewer.id),
-        _not_muted_by(viewer.id),
+        _not_blocked_by_author(),
+        _not_muted_by_viewer(),
     )
-    return _run_page(stmt, limit, cursor)
+    return _paged(stmt, with_cursor)
+
+
+def feed(viewer: Actor, limit: int, cursor=None):
+    """Posts of the people the viewer follows and their own, newest first, over (author, created_at) indexes."""
+    return _run_page(_feed_statement(cursor is not None), {"viewer_id": viewer.id}, limit, cursor)
+
+
+@functools.cache
+def _group_statement(with_cursor: bool):
+    stmt = _page_statement().where(Post.group_id == bindparam("group_id"), _not_blocked_by_author())
+    return _paged(stmt, with_cursor)
 
 
 def group_page(viewer: Actor, group_id: int, limit: int, cursor=None):
     """A group's posts, newest first (the caller has checked the viewer may read the group)."""
-    stmt = _page_statement(viewer.id).where(Post.group_id == group_id, _not_blocked_by_author(viewer.id))
-    return _run_page(stmt, limit, cursor)
+    return _run_page(
+        _group_statement(cursor is not None), {"viewer_id": viewer.id, "group_id": group_id}, limit, cursor
+    )
 
 
 def item(post: Post, author: User, liked: bool) -> dict:

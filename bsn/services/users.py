@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
-from sqlalchemy import delete, exists, func, literal, or_, select, tuple_
+from sqlalchemy import Integer, bindparam, delete, exists, func, literal, or_, select, tuple_
 from sqlalchemy.exc import IntegrityError
 
 from bsn import cache, realtime
@@ -51,44 +52,28 @@ def profile(viewer: Actor, user_id: int) -> bytes:
 
     Cached in two parts: what everyone sees (the user and the counts, under the global and the user's
     generations) and the viewer's relations (whom they follow and mute, who blocks them, under the global
-    and the viewer's generations), so a hit costs one Redis round trip whoever asks. A miss is one statement.
+    and the viewer's generations), so a hit costs one Redis round trip whoever asks. Without the first part,
+    one statement answers (and fills it); with the first part alone, one statement fills the relations.
     """
     own = user_id == viewer.id
     shared = cache.Entry("cache:profile:", "12" if own else "13", f":{user_id}")
     mine = cache.Entry("cache:relations:", "12", f":{viewer.id}")
     got = cache.read((viewer.id,) if own else (viewer.id, user_id), [shared, mine])
     cached, relations = got[1] if got else (None, None)
-    if relations is not None:
-        relations = json.loads(relations)
-    if cached is not None and relations is not None:
-        if not own and user_id in relations["blocked_by"]:
-            raise NotFound("No such user.")
-        return _with_relations(cached, user_id in relations["follows"], user_id in relations["mutes"])
-    followers = select(func.count()).where(Follow.followee_id == user_id).scalar_subquery()
-    following = select(func.count()).where(Follow.follower_id == user_id).scalar_subquery()
-    posts = select(func.count()).where(Post.author_id == user_id).scalar_subquery()
-    followed = exists().where(Follow.follower_id == viewer.id, Follow.followee_id == user_id)
-    muted = exists().where(Mute.muter_id == viewer.id, Mute.muted_id == user_id)
-    blocked = exists().where(Block.blocker_id == user_id, Block.blocked_id == viewer.id)
-    row = db.session.execute(
-        select(
-            User.id,
-            User.username,
-            User.display_name,
-            User.avatar_url,
-            User.bio,
-            User.created_at,
-            User.suspended_at,
-            followers,
-            following,
-            posts,
-            followed,
-            muted,
-            blocked,
-        ).where(User.id == user_id)
-    ).first()
+    if cached is not None:
+        if relations is not None:
+            relations = json.loads(relations)
+        else:
+            relations, stored = _relations(viewer.id)
+            if stored is not None:
+                cache.store({mine.key(got[0]): stored})
+        if relations is not None:
+            if not own and user_id in relations["blocked_by"]:
+                raise NotFound("No such user.")
+            return _with_relations(cached, user_id in relations["follows"], user_id in relations["mutes"])
+    row = db.session.connection().execute(_profile_statement(), {"user_id": user_id, "viewer_id": viewer.id}).first()
     # Someone who blocked the viewer does not exist for them.
-    if row is None or row.suspended_at is not None or (not own and row[12]):
+    if row is None or row.suspended_at is not None or (not own and row.blocked):
         raise NotFound("No such user.")
     body = _json(
         {
@@ -98,39 +83,68 @@ def profile(viewer: Actor, user_id: int) -> bytes:
             "avatar_url": row.avatar_url,
             "bio": row.bio,
             "created_at": isoformat(row.created_at),
-            "followers_count": row[7],
-            "following_count": row[8],
-            "posts_count": row[9],
+            "followers_count": row.followers,
+            "following_count": row.following,
+            "posts_count": row.posts,
         }
     )
     if got is not None:
-        fills = {shared.key(got[0]): body}
-        if relations is None:
-            fills.update(_relations_fill(viewer.id, mine.key(got[0])))
-        cache.store(fills)
-    return _with_relations(body, bool(row[10]), bool(row[11]))
+        cache.store({shared.key(got[0]): body})
+    return _with_relations(body, bool(row.followed), bool(row.muted))
+
+
+# Statements built once, with bound parameters: building them anew cost more than running them.
+USER_ID, VIEWER_ID = bindparam("user_id", type_=Integer), bindparam("viewer_id", type_=Integer)
+
+
+@functools.cache
+def _profile_statement():
+    def count(where):
+        return select(func.count()).where(where).scalar_subquery()
+
+    return select(
+        User.id,
+        User.username,
+        User.display_name,
+        User.avatar_url,
+        User.bio,
+        User.created_at,
+        User.suspended_at,
+        count(Follow.followee_id == USER_ID).label("followers"),
+        count(Follow.follower_id == USER_ID).label("following"),
+        count(Post.author_id == USER_ID).label("posts"),
+        exists().where(Follow.follower_id == VIEWER_ID, Follow.followee_id == USER_ID).label("followed"),
+        exists().where(Mute.muter_id == VIEWER_ID, Mute.muted_id == USER_ID).label("muted"),
+        exists().where(Block.blocker_id == USER_ID, Block.blocked_id == VIEWER_ID).label("blocked"),
+    ).where(User.id == USER_ID)
 
 
 # A viewer's relations are cached as one value read with every profile; past this many, they are not.
 RELATIONS_CACHE_MAX = 2000
 
 
-def _relations_fill(viewer_id: int, key: str) -> dict:
-    rows = db.session.execute(
+@functools.cache
+def _relations_statement():
+    return (
         select(literal("follows"), Follow.followee_id)
-        .where(Follow.follower_id == viewer_id)
+        .where(Follow.follower_id == VIEWER_ID)
         .union_all(
-            select(literal("mutes"), Mute.muted_id).where(Mute.muter_id == viewer_id),
-            select(literal("blocked_by"), Block.blocker_id).where(Block.blocked_id == viewer_id),
+            select(literal("mutes"), Mute.muted_id).where(Mute.muter_id == VIEWER_ID),
+            select(literal("blocked_by"), Block.blocker_id).where(Block.blocked_id == VIEWER_ID),
         )
         .limit(RELATIONS_CACHE_MAX + 1)
-    ).all()
+    )
+
+
+def _relations(viewer_id: int) -> tuple[dict | None, bytes | None]:
+    """Whom the viewer follows and mutes and who blocks them, and that as JSON to cache (None: too many)."""
+    rows = db.session.connection().execute(_relations_statement(), {"viewer_id": viewer_id}).all()
     if len(rows) > RELATIONS_CACHE_MAX:
-        return {}
+        return None, None
     relations: dict = {"follows": [], "mutes": [], "blocked_by": []}
     for kind, other in rows:
         relations[kind].append(other)
-    return {key: _json(relations)}
+    return relations, _json(relations)
 
 
 def _json(value) -> bytes:
