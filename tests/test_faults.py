@@ -177,7 +177,7 @@ def test_web_killed_with_messages_in_flight_keeps_what_was_acked_and_retries_sto
     port = free_port()
     settings = {"SOCKET_RATE_LIMIT": "1000 per 10 seconds"}
     acks: dict[str, dict] = {}
-    client_ids = [f"k{i}" for i in range(30)]
+    client_ids = [f"k{i}" for i in range(80)]
     with web_process(app, port=port, **settings) as web:
         socket = SocketClient(web.url, ann)
         for client_id in client_ids[:3]:
@@ -192,7 +192,7 @@ def test_web_killed_with_messages_in_flight_keeps_what_was_acked_and_retries_sto
                 callback=lambda ack, client_id=client_id: acks.setdefault(client_id, ack),
             )
         # Killed as soon as the burst is being answered: the rest is in flight, stored or not.
-        wait_until(lambda: len(acks) > 3, message="a first ack of the burst")
+        wait_until(lambda: len(acks) > 3, interval=0.005, message="a first ack of the burst")
         stop(web.process, signal.SIGKILL)
         socket.sio.eio.disconnect(abort=True)
     acked = dict(acks)
