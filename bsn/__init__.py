@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.pool import Pool
 
 from bsn import http, logs, outages
 from bsn.config import load_settings
@@ -68,6 +71,50 @@ def _derive_settings(app: Flask) -> None:
         OPENAPI_SWAGGER_UI_PATH="docs",
         OPENAPI_SWAGGER_UI_URL="/api/docs/static/",
     )
+
+
+# Instead of pool_pre_ping's round trip at every checkout: a PostgreSQL connection whose socket has
+# something to read while it sits in the pool was told to go (a restart sends every backend a FATAL and
+# closes it), which a poll without waiting sees; and one idle for longer than PING_IDLE_AFTER, which may
+# have died silently, is pinged. The pool replaces a connection failing either check. One that dies in
+# use fails its request (503), and SQLAlchemy then renews every pooled connection.
+PING_IDLE_AFTER = 1.0
+
+
+def _unpatched_select():
+    try:
+        from gevent.monkey import get_original
+
+        return get_original("select", "select")
+    except ImportError:
+        import select
+
+        return select.select
+
+
+_poll_now = _unpatched_select()
+
+
+@event.listens_for(Pool, "checkin")
+def _idle_since(_dbapi_connection, record):
+    record.info["bsn_idle_since"] = time.monotonic()
+
+
+@event.listens_for(Pool, "checkout")
+def _check_idle_connection(dbapi_connection, record, proxy):
+    since = record.info.get("bsn_idle_since")
+    if since is None:
+        return  # just connected
+    dialect = proxy._pool._dialect
+    try:
+        if dialect.name == "postgresql" and _poll_now([dbapi_connection.fileno()], [], [], 0)[0]:
+            raise DisconnectionError("the server closed the connection while it was idle")
+        if time.monotonic() - since >= PING_IDLE_AFTER:
+            dialect.do_ping(dbapi_connection)
+    except DisconnectionError:
+        raise
+    except Exception as error:  # any failure: this connection cannot be trusted
+        raise DisconnectionError() from error
 
 
 @event.listens_for(Engine, "connect")

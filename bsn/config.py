@@ -55,7 +55,8 @@ def load_settings(instance_path: str) -> dict:
         "SECRET_KEY": _env("SECRET_KEY", "dev-insecure-secret-key"),
         "SQLALCHEMY_DATABASE_URI": normalize_database_url(_env("DATABASE_URL", default_db)),
         # Parameters stay out of error messages and so out of logs: they hold e-mails and message text.
-        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "hide_parameters": True},
+        # No pool_pre_ping: bsn/__init__.py pings only connections that sat idle.
+        "SQLALCHEMY_ENGINE_OPTIONS": {"hide_parameters": True},
         "DB_POOL_SIZE": _int("DB_POOL_SIZE", 10),
         "REDIS_URL": _env("REDIS_URL", "redis://127.0.0.1:6390/0"),
         # Accounts
