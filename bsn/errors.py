@@ -69,6 +69,14 @@ class RateLimited(BSNError):
         self.retry_after = retry_after
 
 
+class ServiceUnavailable(BSNError):
+    """Redis or the database is unreachable: retry shortly (REST answers 503 with Retry-After)."""
+
+    status = 503
+    code = "service_unavailable"
+    message = "A service this call needs is unavailable for the moment; try again shortly."
+
+
 def envelope(code: str, message: str, fields: dict | None = None, request_id: str | None = None) -> dict:
     """The error body of CONTRACT.md."""
     body: dict = {"code": code, "message": message}

@@ -9,7 +9,7 @@ import redis
 from flask import Flask, g, jsonify
 from sqlalchemy import exc as sa_exc
 
-from bsn.errors import envelope
+from bsn.errors import ServiceUnavailable, envelope
 from bsn.extensions import db
 
 log = logging.getLogger("bsn.outages")
@@ -19,10 +19,11 @@ RETRY_AFTER = 5  # seconds: long enough for a restart of Redis or PostgreSQL, sh
 # Connection-level failures only: a constraint or syntax error stays a 4xx/500 as before.
 _REDIS = (redis.ConnectionError, redis.TimeoutError)
 _DATABASE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+OUTAGES = (*_REDIS, *_DATABASE)
 
 
 def init_app(app: Flask) -> None:
-    for error in (*_REDIS, *_DATABASE):
+    for error in OUTAGES:
         app.register_error_handler(error, _unavailable)
     # Registered after Flask-SQLAlchemy's own teardown, so it runs first (teardowns run in reverse).
     app.teardown_appcontext(_end_session)
@@ -43,14 +44,14 @@ def _end_session(_exc: BaseException | None) -> None:
             db.session.remove()
 
 
-def _unavailable(error: Exception):
+def log_outage(error: Exception) -> None:
     part = "redis" if isinstance(error, _REDIS) else "database"
     log.error("%s unavailable: %s: %s", part, type(error).__name__, str(error).splitlines()[0] if str(error) else "")
-    body = envelope(
-        "service_unavailable",
-        "A service this call needs is unavailable for the moment; try again shortly.",
-        request_id=getattr(g, "request_id", None),
-    )
+
+
+def _unavailable(error: Exception):
+    log_outage(error)
+    body = envelope(ServiceUnavailable.code, ServiceUnavailable.message, request_id=getattr(g, "request_id", None))
     response = jsonify(body)
     response.status_code = 503
     response.headers["Retry-After"] = str(RETRY_AFTER)

@@ -14,9 +14,9 @@ from limits.strategies import MovingWindowRateLimiter
 from marshmallow import Schema
 from marshmallow import ValidationError as SchemaError
 
-from bsn import realtime
+from bsn import outages, realtime
 from bsn.actors import Caller
-from bsn.errors import BSNError, RateLimited, ValidationError
+from bsn.errors import BSNError, RateLimited, ServiceUnavailable, ValidationError
 from bsn.services import accounts, presence
 
 log = logging.getLogger(__name__)
@@ -118,6 +118,9 @@ class BSNNamespace(Namespace):
             return handler(Caller(user_id), payload)
         except BSNError as exc:
             return self._error(event, exc)
+        except outages.OUTAGES as exc:
+            outages.log_outage(exc)
+            return self._error(event, ServiceUnavailable())
         except Exception:
             log.exception("socket event %s%s failed", self.namespace, event)
             return self._error(event, BSNError("Something went wrong on our side.", code="internal_error"))
@@ -149,7 +152,9 @@ class BSNNamespace(Namespace):
                 self._limiter = MovingWindowRateLimiter(RedisStorage(config["REDIS_URL"]))
             allowed = self._limiter.hit(limit, "socket", self.namespace, str(user_id))
         except redis.RedisError:
-            allowed = config["RATELIMIT_FAIL_OPEN"]
+            if not config["RATELIMIT_FAIL_OPEN"]:
+                raise ServiceUnavailable() from None
+            allowed = True
         if not allowed:
             raise RateLimited(f"Too many events: the limit is {limit}.")
 
