@@ -185,6 +185,13 @@ def _visible_post(viewer: Actor, post_id: int) -> Post:
     return post
 
 
+def _moderated_post(post_id: int) -> Post:
+    post = db.session.get(Post, post_id)
+    if post is None:
+        raise NotFound("No such post.")
+    return post
+
+
 def get_post(viewer: Actor, post_id: int) -> dict:
     post = _visible_post(viewer, post_id)
     liked = db.session.scalar(select(exists().where(PostLike.post_id == post_id, PostLike.user_id == viewer.id)))
@@ -209,7 +216,9 @@ def edit_post(editor: Actor, post_id: int, changes: dict) -> dict:
 
 
 def delete_post(actor: Actor, post_id: int, is_moderator: bool = False) -> None:
-    post = _visible_post(actor, post_id)
+    # A moderator removes any post, including one they cannot see (followers only, in a private group,
+    # by someone who blocked them): reported content is often exactly that.
+    post = _moderated_post(post_id) if is_moderator else _visible_post(actor, post_id)
     if post.author_id != actor.id and not is_moderator:
         raise Forbidden("Only the author or a moderator can delete a post.")
     db.session.delete(post)
@@ -446,7 +455,7 @@ def delete_comment(actor: Actor, comment_id: int, is_moderator: bool = False) ->
     comment = db.session.get(Comment, comment_id)
     if comment is None:
         raise NotFound("No such comment.")
-    post = _visible_post(actor, comment.post_id)
+    post = _moderated_post(comment.post_id) if is_moderator else _visible_post(actor, comment.post_id)
     if actor.id not in (comment.author_id, post.author_id) and not is_moderator:
         raise Forbidden("Only the commenter, the post's author or a moderator can delete a comment.")
     db.session.delete(comment)
