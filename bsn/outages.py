@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 
 import redis
 from flask import Flask, g, jsonify
@@ -22,7 +23,31 @@ _DATABASE = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError
 OUTAGES = (*_REDIS, *_DATABASE)
 
 
+class _TracebackOncePerMinute(logging.Filter):
+    """While Redis is down and limits fail open, Flask-Limiter logs a traceback for every single call: the
+    first each minute tells the operator; the rest would only flood the logs when they are needed most."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last = float("-inf")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info is None:
+            return True
+        now = time.monotonic()
+        if now - self.last < 60:
+            return False
+        self.last = now
+        return True
+
+
+_limiter_log_filter = _TracebackOncePerMinute()
+
+
 def init_app(app: Flask) -> None:
+    limiter_log = logging.getLogger("flask-limiter")
+    if _limiter_log_filter not in limiter_log.filters:
+        limiter_log.addFilter(_limiter_log_filter)
     for error in OUTAGES:
         app.register_error_handler(error, _unavailable)
     # Registered after Flask-SQLAlchemy's own teardown, so it runs first (teardowns run in reverse).
