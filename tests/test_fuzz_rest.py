@@ -203,13 +203,18 @@ def test_errors_are_documented_with_the_envelope_they_have(client):
     assert envelope["required"] == ["error"]
 
 
-def test_a_lone_surrogate_in_a_body_is_refused(client, make_user):
-    # Valid JSON ("\ud800" is a legal escape) that neither database can encode; it answered 500.
+@pytest.mark.parametrize("text", ["a\\ud800b", "a\\u0000b"], ids=["lone surrogate", "NUL"])
+def test_text_no_database_can_store_is_refused_by_name(client, make_user, text):
+    # Valid JSON escapes: a lone surrogate answered 500 on both databases; NUL was kept by SQLite and
+    # refused mid-transaction by PostgreSQL.
     _, token = make_user()
     response = client.post(
         "/api/posts/",
-        data='{"body": "a\\ud800b"}',
+        data='{"body": "' + text + '"}',
         content_type="application/json",
         headers={"Authorization": f"Bearer {token}"},
     )
     assert response.status_code == 422
+    assert response.get_json()["error"]["fields"] == {
+        "body": ["Must not contain NUL characters or unpaired surrogates."]
+    }

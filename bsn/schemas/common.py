@@ -58,5 +58,28 @@ class ErrorSchema(Schema):
     error = fields.Nested(ErrorBodySchema, required=True)
 
 
+UNSTORABLE = "Must not contain NUL characters or unpaired surrogates."
+
+
+def unstorable(value) -> bool:
+    """Text no database stores: PostgreSQL refuses NUL in text, and neither encodes a lone surrogate
+    (legal in JSON as a \\u escape) as UTF-8. Looks inside lists and objects."""
+    if isinstance(value, str):
+        return "\x00" in value or (not value.isascii() and _not_utf8(value))
+    if isinstance(value, list | tuple):
+        return any(unstorable(item) for item in value)
+    if isinstance(value, dict):
+        return any(unstorable(key) or unstorable(item) for key, item in value.items())
+    return False
+
+
+def _not_utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def page(results, next_cursor):
     return {"results": results, "next_cursor": next_cursor}
