@@ -204,14 +204,20 @@ def test_web_killed_with_messages_in_flight_keeps_what_was_acked_and_retries_sto
     with web_process(app, port=port, **settings) as web:
         socket = SocketClient(web.url, ann)
         try:
-            # The client retries everything it has no ack for, and one it has (a lost ack looks the same to it).
-            for client_id in [c for c in client_ids if c not in acked] + [client_ids[0]]:
-                retry = socket.call(
-                    "send_message", {"conversation_id": chat, "body": client_id, "client_id": client_id}
+            # The client retries its whole outbox at once: everything it has no ack for, and one it has (a lost
+            # ack looks the same to it).
+            outbox = [c for c in client_ids if c not in acked] + [client_ids[0]]
+            retried: dict[str, dict] = {}
+            for client_id in outbox:
+                socket.sio.emit(
+                    "send_message",
+                    {"conversation_id": chat, "body": client_id, "client_id": client_id},
+                    namespace=CHAT,
+                    callback=lambda ack, client_id=client_id: retried.setdefault(client_id, ack),
                 )
-                assert retry["body"] == client_id
-                if client_id in acked:
-                    assert retry["id"] == acked[client_id]["id"]
+            wait_until(lambda: len(retried) == len(outbox), timeout=60, message="every retry to be acked")
+            assert all(retried[c]["body"] == c for c in outbox), retried
+            assert retried[client_ids[0]]["id"] == acked[client_ids[0]]["id"]
         finally:
             socket.close()
     messages = stored_messages(app, chat)
