@@ -465,6 +465,26 @@ def test_churned_connections_leave_no_presence_or_socket_ids_behind(app, server,
         fuzzer.close()
 
 
+def test_malformed_packets_cannot_flood_the_log(server, world):
+    web, log_path = server
+    flooder = SocketClient(web.url, world.tokens["ann"])
+    try:
+        start = log_path.stat().st_size
+        for _ in range(50):
+            flooder.sio.eio.send('2/chat,{"a":1}')  # python-socketio raises on each (a packet that is no list)
+        assert flooder.call("ping")["ok"] is True  # the packets before it were handled
+        assert flooder.sio.connected
+    finally:
+        flooder.close()
+    with open(log_path, "rb") as log:
+        log.seek(start)
+        added = log.read().decode(errors="replace")
+    # One traceback a minute at most (two if a minute turned meanwhile), and each error logged once, in the app's
+    # format (engine.io's own handler used to print it again, bare).
+    assert added.count("Traceback") <= 2, added[-3000:]
+    assert "\nmessage handler error\n" not in "\n" + added
+
+
 def test_an_oversized_frame_closes_only_that_connection(server, world):
     web, _ = server
     big = SocketClient(web.url, world.tokens["ann"])
