@@ -17,6 +17,7 @@ from marshmallow import ValidationError as SchemaError
 from bsn import outages, realtime
 from bsn.actors import Caller
 from bsn.errors import BSNError, RateLimited, ServiceUnavailable, ValidationError
+from bsn.schemas.common import UNSTORABLE, unstorable
 from bsn.services import accounts, presence
 
 log = logging.getLogger(__name__)
@@ -136,9 +137,10 @@ class BSNNamespace(Namespace):
             loaded = schema().load(data)
         except SchemaError as exc:
             raise ValidationError(fields=exc.normalized_messages()) from None
-        unstorable = {key: [UNSTORABLE] for key, value in loaded.items() if _unstorable(value)}
-        if unstorable:
-            raise ValidationError(fields=unstorable)
+        # The same rule as REST bodies: text no database stores is refused by field name, on both databases.
+        bad = {key: [UNSTORABLE] for key, value in loaded.items() if unstorable(value)}
+        if bad:
+            raise ValidationError(fields=bad)
         return loaded
 
     def _rate_limit(self, user_id: int, event: str) -> None:
@@ -162,26 +164,6 @@ class BSNNamespace(Namespace):
         body = {**error.to_dict(), "event": event}
         emit("error", body)
         return {"error": body}
-
-
-UNSTORABLE = "Must not contain NUL characters or unpaired surrogates."
-
-
-def _unstorable(value) -> bool:
-    """Text no database stores: PostgreSQL refuses NUL in text, and neither encodes a lone surrogate as UTF-8."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            return True
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            return True
-        return False
-    if isinstance(value, list | tuple):
-        return any(_unstorable(item) for item in value)
-    if isinstance(value, dict):
-        return any(_unstorable(item) for item in value.values())
-    return False
 
 
 class ConnectionRegistry:
