@@ -9,10 +9,11 @@ later reader asks for, and a read that starts after a write has answered sees th
 
 Writes are noticed through SQLAlchemy's session events (the unit of work and ORM bulk statements alike),
 so code that writes these tables needs no cache call; a bulk write of follows, blocks or mutes moves the
-global generation unless the service named the users it touched (`users_changed`). Raw SQL (`text()`) is
-not seen. With Redis down, readers go to the database and a writer's bump is lost: what it had cached
-lives at most CACHE_TTL seconds. Generations start at the clock in microseconds when missing (first use,
-or evicted), so a generation never comes back to a value that cached answers were stored under.
+global generation unless the service named the users it touched (`users_changed`). Statements run on a
+connection directly (Core, `text()`) are not seen: their callers call `changed`. With Redis down, readers
+go to the database and a writer's bump is lost: what it had cached lives at most CACHE_TTL seconds.
+Generations start at the clock in microseconds when missing (first use, or evicted), so a generation never
+comes back to a value that cached answers were stored under.
 """
 
 from __future__ import annotations
@@ -96,9 +97,8 @@ def _script(name: str, source: str):
 
 def _run(name: str, source: str, keys: list, args: list):
     script = _script(name, source)
-    # Batched with the concurrent requests' scripts where the Redis holder offers it.
-    run = getattr(redis_store, "run_script", None)
-    return run(script, keys, args) if run is not None else script(keys=keys, args=args)
+    # Batched with the concurrent requests' scripts (on gevent).
+    return redis_store.run_script(script, keys, args)
 
 
 def enabled() -> bool:
@@ -139,6 +139,11 @@ def store(values: dict[str, bytes | str]) -> None:
         _run("store", _STORE, list(values), [current_app.config["CACHE_TTL"], *values.values()])
     except redis.RedisError:
         log.warning("cache unavailable; answer not stored")
+
+
+def changed(session: Session) -> None:
+    """This transaction changes what lists or profiles show, in a way the session does not see (Core)."""
+    _pending(session)["global"] = True
 
 
 def users_changed(session: Session, *user_ids: int) -> None:

@@ -85,6 +85,8 @@ def main() -> int:
                 profiler.disable()
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
             print(f"{call:7} {cpu / args.n * 1e6:8.0f} µs CPU/request  {wall / args.n * 1e3:6.2f} ms wall")
+            if profiler and os.environ.get("DUMP"):
+                profiler.dump_stats(os.environ["DUMP"])
             if profiler:
                 pstats.Stats(profiler).sort_stats(os.environ.get("SORT", "cumulative")).print_stats(
                     int(os.environ.get("TOP", "45"))

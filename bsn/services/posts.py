@@ -17,7 +17,7 @@ from bsn import cache, realtime
 from bsn.actors import Actor
 from bsn.clock import isoformat
 from bsn.clock import now as clock_now
-from bsn.dbtools import insert_ignore
+from bsn.dbtools import insert_ignore, read_only
 from bsn.errors import Forbidden, NotFound, ValidationError
 from bsn.extensions import db
 from bsn.models import Block, Comment, Follow, Group, GroupMember, Mute, Post, PostLike, PostTag, User
@@ -62,8 +62,10 @@ def create_post(author: Actor, body: str, visibility: str = PUBLIC, media: list[
     at = clock_now()
     values = {"author_id": author.id, "body": body, "visibility": visibility, "media": media or []}
     values.update(like_count=0, comment_count=0, created_at=at, hidden_at=at if held else None)
-    # One INSERT ... RETURNING, without the unit of work's bookkeeping for an object nobody reads again.
-    post_id = db.session.execute(insert(Post).values(values).returning(Post.id)).scalar_one()
+    # One INSERT ... RETURNING as Core on the session's connection, without the unit of work's bookkeeping
+    # for an object nobody reads again; the cache is told, as Core statements are not seen (bsn/cache.py).
+    post_id = db.session.connection().execute(_INSERT, values).scalar_one()
+    cache.changed(db.session)
     if held:
         moderation.hold_for_review("post", post_id, "auto-moderation: held for review")
     else:
@@ -101,11 +103,13 @@ def _author(user_id: int) -> dict:
     if prefetched is not None and prefetched[0] == user_id:
         account = json.loads(prefetched[1])
         return {key: account[key] for key in AUTHOR_FIELDS}
-    row = db.session.execute(select(User.username, User.display_name, User.avatar_url).where(User.id == user_id)).one()
+    row = db.session.connection().execute(_AUTHOR, {"user_id": user_id}).one()
     return {"id": user_id, "username": row.username, "display_name": row.display_name, "avatar_url": row.avatar_url}
 
 
 AUTHOR_FIELDS = ("id", "username", "display_name", "avatar_url")
+_INSERT = insert(Post.__table__).returning(Post.__table__.c.id)
+_AUTHOR = select(User.username, User.display_name, User.avatar_url).where(User.id == bindparam("user_id"))
 
 
 def fan_out_later(event: str, data: dict, author_id: int, cache_moves: list[str] = ()) -> None:
@@ -264,11 +268,10 @@ def _paged(stmt, with_cursor: bool):
 
 
 def _run_page(stmt, params: dict, limit: int, cursor: tuple[datetime, int] | None):
-    # Columns only: run as Core on the session's connection, without the ORM's result machinery.
     params["limit"] = limit + 1
     if cursor is not None:
         params["cursor_at"], params["cursor_id"] = cursor
-    rows = db.session.connection().execute(stmt, params).all()
+    rows = read_only(stmt, params)
     page = rows[:limit]
     results = [
         {

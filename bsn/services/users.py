@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from bsn import cache, realtime
 from bsn.actors import Actor
 from bsn.clock import isoformat
-from bsn.dbtools import insert_ignore
+from bsn.dbtools import insert_ignore, read_only
 from bsn.errors import Forbidden, NotFound, ValidationError
 from bsn.extensions import db
 from bsn.models import Block, Follow, Mute, Post, User
@@ -71,7 +71,8 @@ def profile(viewer: Actor, user_id: int) -> bytes:
             if not own and user_id in relations["blocked_by"]:
                 raise NotFound("No such user.")
             return _with_relations(cached, user_id in relations["follows"], user_id in relations["mutes"])
-    row = db.session.connection().execute(_profile_statement(), {"user_id": user_id, "viewer_id": viewer.id}).first()
+    rows = read_only(_profile_statement(), {"user_id": user_id, "viewer_id": viewer.id})
+    row = rows[0] if rows else None
     # Someone who blocked the viewer does not exist for them.
     if row is None or row.suspended_at is not None or (not own and row.blocked):
         raise NotFound("No such user.")
@@ -138,7 +139,7 @@ def _relations_statement():
 
 def _relations(viewer_id: int) -> tuple[dict | None, bytes | None]:
     """Whom the viewer follows and mutes and who blocks them, and that as JSON to cache (None: too many)."""
-    rows = db.session.connection().execute(_relations_statement(), {"viewer_id": viewer_id}).all()
+    rows = read_only(_relations_statement(), {"viewer_id": viewer_id})
     if len(rows) > RELATIONS_CACHE_MAX:
         return None, None
     relations: dict = {"follows": [], "mutes": [], "blocked_by": []}
