@@ -186,7 +186,8 @@ class FastHeartbeat:
             return self.wsgi_app(environ, start_response)
         scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
         token = token.strip()
-        if scheme.lower() != "bearer" or not token or "HTTP_ORIGIN" in environ or _SLOW in environ:
+        if scheme.lower() != "bearer" or not token or "HTTP_ORIGIN" in environ or _SLOW in environ or self.app.debug:
+            # In debug mode jsonify indents its answers, which the fast body does not.
             return self.wsgi_app(environ, start_response)
         hsts = self.app.config["HSTS_ENABLED"]
         headers = self.headers.get(hsts)
