@@ -97,6 +97,28 @@ def test_reporting_something_that_does_not_exist_is_404(client, cast):
     assert client.post("/api/reports/", json=body, headers=auth(cast["bob"][1])).status_code == 404
 
 
+def test_only_what_the_reporter_can_see_can_be_reported(client, cast, make_user):
+    (amy_id, amy), (bob_id, bob) = cast["amy"], cast["bob"]
+    cat_id, cat = make_user("cat")
+    hidden = client.post("/api/posts/", json={"body": "friends only", "visibility": "followers"}, headers=auth(amy))
+    chat = client.post("/api/conversations/", json={"user_ids": [bob_id]}, headers=auth(amy)).get_json()["id"]
+    message = client.post(
+        f"/api/conversations/{chat}/messages/", json={"body": "hi", "client_id": "m1"}, headers=auth(amy)
+    ).get_json()["id"]
+
+    def report(token, target_type, target_id):
+        body = {"target_type": target_type, "target_id": target_id, "reason": "bad"}
+        return client.post("/api/reports/", json=body, headers=auth(token)).status_code
+
+    # Cat is in neither: the answer is the same as for an id that does not exist.
+    assert report(cat, "post", hidden.get_json()["id"]) == 404
+    assert report(cat, "message", message) == 404
+    assert report(bob, "message", message) == 201  # Bob is in the chat
+    assert report(amy, "user", cat_id) == 201
+    client.post(f"/api/users/{amy_id}/block/", headers=auth(cat))
+    assert report(amy, "user", cat_id) == 404  # who blocked you does not exist for you
+
+
 def test_auto_moderation_rejects_blocked_words_and_link_spam(client, cast, app, monkeypatch):
     monkeypatch.setitem(app.config, "MODERATION_BLOCKED_WORDS", ["scam"])
     _, amy = cast["amy"]

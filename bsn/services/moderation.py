@@ -47,13 +47,32 @@ def hold_for_review(target_type: str, target_id: int, reason: str) -> None:
 
 
 def report(reporter: Actor, target_type: str, target_id: int, reason: str) -> Report:
-    model = TARGETS[target_type]
-    if db.session.get(model, target_id) is None:
-        raise NotFound(f"No such {target_type}.")
+    _check_visible(reporter, target_type, target_id)
     item = Report(reporter_id=reporter.id, target_type=target_type, target_id=target_id, reason=reason)
     db.session.add(item)
     db.session.commit()
     return item
+
+
+def _check_visible(viewer: Actor, target_type: str, target_id: int) -> None:
+    """404 unless the reporter can see the target: a report must not tell whether a hidden id exists."""
+    # Imported here: these services import this one (to screen what they store).
+    from bsn.services import messaging, posts, users
+
+    target = db.session.get(TARGETS[target_type], target_id)
+    if target is None:
+        raise NotFound(f"No such {target_type}.")
+    if target_type == "post":
+        posts.get_post(viewer, target_id)
+    elif target_type == "comment":
+        posts.get_post(viewer, target.post_id)
+    elif target_type == "message":
+        messaging.membership(viewer, target.conversation_id)
+    elif target_type == "story":
+        if target.expires_at <= clock_now() or users.blocked_between(viewer.id, target.author_id):
+            raise NotFound("No such story.")
+    elif target_type == "user":
+        users.profile(viewer, target_id)
 
 
 def _moderator(actor: Actor) -> User:
