@@ -159,3 +159,14 @@ def test_the_script_batcher_pipelines_calls_and_reloads_scripts_redis_lost(ctx):
     batch = [(script, ["k1"], ["a"], None), (script, ["k2"], ["b"], None)]
     assert ScriptBatcher(client)._execute(batch) == [b"ak1", b"bk2"]
     assert ScriptBatcher(client)._execute(batch) == [b"ak1", b"bk2"]
+
+
+def test_when_the_hits_cannot_be_made_ahead_flask_limiter_makes_them(client, make_user, limits, redis_calls):
+    # Another strategy in the config: the lookup leaves the per-user hit to Flask-Limiter (one more round trip).
+    limits(RATELIMIT_USER="2 per minute", RATELIMIT_ANON="1000 per minute", RATELIMIT_STRATEGY="moving-window")
+    _, token = make_user()
+    assert client.get("/api/auth/user/", headers=auth(token)).status_code == 200
+    redis_calls.clear()
+    assert client.get("/api/auth/user/", headers=auth(token)).status_code == 200
+    assert len(redis_calls) == 2, redis_calls
+    assert client.get("/api/auth/user/", headers=auth(token)).status_code == 429
