@@ -6,6 +6,7 @@ import logging
 import re
 import time
 import uuid
+from http import HTTPStatus
 
 from apispec import BasePlugin
 from flask import Flask, g, jsonify, request
@@ -143,21 +144,22 @@ class ErrorResponses(BasePlugin):
             secured = bool(operation.get("security"))
             has_path_ids = "{" in (path or "")
             has_query = any(isinstance(p, dict) and p.get("in") == "query" for p in operation.get("parameters", []))
-            codes = {429: "TOO_MANY_REQUESTS"}
+            codes = {429}
             if secured or body:
-                codes.update({401: "UNAUTHORIZED", 403: "FORBIDDEN"})
+                codes |= {401, 403}
             if has_path_ids or body:
-                codes[404] = "NOT_FOUND"
+                codes.add(404)
             if has_path_ids or body or has_query:
-                codes[422] = "UNPROCESSABLE_ENTITY"
+                codes.add(422)
             if body:
-                codes.update({400: "BAD_REQUEST", 413: "REQUEST_ENTITY_TOO_LARGE"})
+                codes |= {400, 413}
                 if not self._required_fields(body):
                     body["required"] = False
             if method != "get" and (secured or body):
-                codes[409] = "CONFLICT"
-            for code, name in codes.items():
-                responses.setdefault(code, name)
+                codes.add(409)
+            for code in codes:
+                # flask-smorest registers one response component per HTTPStatus, under its name.
+                responses.setdefault(code, HTTPStatus(code).name)
 
     def _required_fields(self, body) -> bool:
         schema = (body.get("content", {}).get("application/json") or {}).get("schema")
