@@ -113,10 +113,14 @@ def preferences(viewer: Actor) -> dict[str, bool]:
     return {kind: kind not in disabled for kind in KINDS}
 
 
-def set_preferences(viewer: Actor, changes: dict[str, bool]) -> dict[str, bool]:
+def _check_kinds(changes: dict[str, bool]) -> None:
     unknown = [kind for kind in changes if kind not in KINDS]
     if unknown:
         raise ValidationError(fields={kind: ["Unknown notification kind."] for kind in unknown})
+
+
+def set_preferences(viewer: Actor, changes: dict[str, bool]) -> dict[str, bool]:
+    _check_kinds(changes)
     current = preferences(viewer)
     current.update(changes)
     disabled = sorted(kind for kind, on in current.items() if not on)
@@ -143,9 +147,7 @@ def email_preferences(viewer: Actor) -> dict[str, bool]:
 
 
 def set_email_preferences(viewer: Actor, changes: dict[str, bool]) -> dict[str, bool]:
-    unknown = [kind for kind in changes if kind not in KINDS]
-    if unknown:
-        raise ValidationError(fields={kind: ["Unknown notification kind."] for kind in unknown})
+    _check_kinds(changes)
     current = email_preferences(viewer)
     current.update(changes)
     emailed = sorted(kind for kind, on in current.items() if on)
@@ -162,7 +164,7 @@ def set_email_preferences(viewer: Actor, changes: dict[str, bool]) -> dict[str, 
     return current
 
 
-def _describe(kind: str, actor: User | None, data: dict) -> str:
+def _describe(kind: str, actor: User | None) -> str:
     who = f"@{actor.username}" if actor else "Someone"
     text = {
         "follow": f"{who} followed you",
@@ -206,38 +208,23 @@ def build_digest(user_id: int):
     user = db.session.get(User, user_id)
     if pref is None or not pref.emailed or user is None or user.email_verified_at is None:
         return None, None
-    stmt = (
+    pending = (
+        Notification.user_id == user_id,
+        Notification.id > pref.emailed_up_to,
+        Notification.read_at.is_(None),
+        Notification.kind.in_(pref.emailed),
+    )
+    rows = db.session.execute(
         select(Notification, User)
         .outerjoin(User, User.id == Notification.actor_id)
-        .where(
-            Notification.user_id == user_id,
-            Notification.id > pref.emailed_up_to,
-            Notification.read_at.is_(None),
-            Notification.kind.in_(pref.emailed),
-        )
+        .where(*pending)
         .order_by(Notification.id)
-    )
-    rows = db.session.execute(stmt.limit(DIGEST_LINES)).all()
+        .limit(DIGEST_LINES)
+    ).all()
     if not rows:
         return None, None
-    newest = db.session.scalar(
-        select(func.max(Notification.id)).where(
-            Notification.user_id == user_id,
-            Notification.id > pref.emailed_up_to,
-            Notification.read_at.is_(None),
-            Notification.kind.in_(pref.emailed),
-        )
-    )
-    total = db.session.scalar(
-        select(func.count()).where(
-            Notification.user_id == user_id,
-            Notification.id > pref.emailed_up_to,
-            Notification.id <= newest,
-            Notification.read_at.is_(None),
-            Notification.kind.in_(pref.emailed),
-        )
-    )
-    lines = [_describe(n.kind, actor, n.data or {}) for n, actor in rows]
+    newest, total = db.session.execute(select(func.max(Notification.id), func.count()).where(*pending)).one()
+    lines = [_describe(n.kind, actor) for n, actor in rows]
     return mail.digest(user.email, user.username, lines, total - len(lines)), newest
 
 
