@@ -47,8 +47,8 @@ def insert_ignore(model, rows: list[dict], index_elements: list[str]) -> int:
 def read_only(statement, params: dict) -> list:
     """The rows of one read-only statement of columns, run in autocommit on a connection of its own.
 
-    One statement sees one consistent snapshot by itself, so no BEGIN and ROLLBACK round trips around it
-    (and, on SQLite under WAL, no waiting for the writers' turn); the session's transaction is untouched.
+    One statement sees one consistent snapshot by itself, so no BEGIN and ROLLBACK round trips around it;
+    the session's transaction is untouched. (On SQLite it still takes its turn: the engine events fire.)
     """
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         return connection.execute(statement, params).all()

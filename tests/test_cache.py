@@ -64,6 +64,11 @@ def new_post(w):
     w.created = body(w, w.bob[1], "POST", "/api/posts/", json={"body": "news #walks"})["id"]
 
 
+def new_plain_post(w):
+    # No tag, mention or hold: the INSERT runs alone in autocommit.
+    w.created = body(w, w.bob[1], "POST", "/api/posts/", json={"body": "plain news"})["id"]
+
+
 def edit(w):
     body(w, w.bob[1], "PATCH", f"/api/posts/{w.post}/", json={"body": "edited #hills"})
 
@@ -113,6 +118,8 @@ FEED, POSTS = "/api/feed/", "/api/posts/"
 # (the second answer comes from the cache) and once after it.
 CASES = [
     ("create: feed", None, ids(FEED), new_post, lambda w: sorted([w.post, w.created])),
+    ("create, plain: feed", None, ids(FEED), new_plain_post, lambda w: sorted([w.post, w.created])),
+    ("create, plain: posts_count", None, profile_of("bob", "posts_count"), new_plain_post, 2),
     ("create: posts", None, ids(POSTS), new_post, lambda w: sorted([w.post, w.created])),
     (
         "create: ?author=",
