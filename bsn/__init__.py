@@ -56,6 +56,11 @@ def _derive_settings(app: Flask) -> None:
         options.setdefault("max_overflow", config["DB_POOL_SIZE"])
     elif uri.startswith("sqlite"):
         options.setdefault("connect_args", {"timeout": 30})
+        if ":memory:" not in uri and uri not in ("sqlite://", "sqlite:///"):
+            # Every connection a burst opens stays pooled: a new SQLite connection opens the file, runs the
+            # pragmas and parses the schema, and an overflow one is closed again as soon as it is returned.
+            options.setdefault("pool_size", config["DB_POOL_SIZE"] * 2)
+            options.setdefault("max_overflow", config["DB_POOL_SIZE"])
     config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     config.setdefault("RATELIMIT_STORAGE_URI", config["REDIS_URL"])
     config.setdefault("RATELIMIT_STRATEGY", "fixed-window")

@@ -30,7 +30,8 @@ def jsonable(value):
     return value
 
 
-def emit(event: str, data: dict, namespace: str, room: str) -> None:
+def emit(event: str, data: dict, namespace: str, room: str | list[str]) -> None:
+    """To a room, or to several (one publish, and a socket in more than one gets the event once)."""
     try:
         socketio.emit(event, jsonable(data), namespace=namespace, to=room)
     except Exception:

@@ -11,13 +11,13 @@ from datetime import datetime, timedelta
 
 import redis
 from flask import current_app
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bsn import realtime
 from bsn.actors import Actor
 from bsn.clock import now as clock_now
-from bsn.dbtools import insert_ignore, lock
+from bsn.dbtools import insert_ignore
 from bsn.errors import Conflict, Forbidden, NotFound, ValidationError
 from bsn.extensions import db, redis_store
 from bsn.models import Conversation, ConversationMember, Message, MessageReaction, User
@@ -216,6 +216,39 @@ def list_conversations(actor: Actor, limit: int, cursor: tuple[datetime, int] | 
 # ---- messages ----
 
 
+# The send path's statements, built once: on Core tables (no ORM bulk machinery), bound per call.
+_conversations, _members, _messages, _users_table = (
+    Conversation.__table__,
+    ConversationMember.__table__,
+    Message.__table__,
+    User.__table__,
+)
+_MEMBER_IDS = select(_members.c.user_id).where(_members.c.conversation_id == bindparam("cid"))
+_SENDER = select(
+    _users_table.c.id, _users_table.c.username, _users_table.c.display_name, _users_table.c.avatar_url
+).where(_users_table.c.id == bindparam("uid"))
+# One statement takes the next seq, locks the conversation row until commit (so the seq has no gap,
+# whoever sends at once), and checks again that the sender is a member, inside the writing transaction.
+_TAKE_SEQ = (
+    update(_conversations)
+    .where(
+        _conversations.c.id == bindparam("cid"),
+        exists().where(_members.c.conversation_id == bindparam("cid"), _members.c.user_id == bindparam("uid")),
+    )
+    .values(
+        last_seq=_conversations.c.last_seq + 1,
+        last_message_at=bindparam("at", type_=_conversations.c.last_message_at.type),
+    )
+    .returning(_conversations.c.last_seq, _conversations.c.kind)
+)
+_INSERT_MESSAGE = insert(_messages).returning(_messages.c.id)
+_READ_OWN = (
+    update(_members)
+    .where(_members.c.conversation_id == bindparam("cid"), _members.c.user_id == bindparam("uid"))
+    .values(last_read_seq=bindparam("seq"))
+)
+
+
 def send_message(sender: Actor, conversation_id: int, body: str, client_id: str | None, attachments=None) -> dict:
     """Store a message with the next seq of its conversation, then broadcast it.
 
@@ -229,44 +262,42 @@ def send_message(sender: Actor, conversation_id: int, body: str, client_id: str 
         raise ValidationError(fields={"body": [f"At most {current_app.config['MESSAGE_MAX_LENGTH']} characters."]})
     if body and moderation.screen(body) == moderation.HOLD:
         raise ValidationError("This message was not accepted by auto-moderation.", fields={"body": ["Not accepted."]})
-    if client_id:
-        earlier = _by_client_id(sender.id, client_id)
-        if earlier is not None:
-            membership(sender, earlier.conversation_id)
-            return present(earlier, _users({sender.id}))
-    offline = _offline_members(conversation_id, sender.id)
-    db.session.rollback()  # end the read-only transaction: the lock below starts the writing one
-    where = Conversation.id == conversation_id
-    conversation = lock(select(Conversation).where(where), Conversation, where).scalar()
+    db.session.rollback()  # what follows starts from a fresh transaction
+    connection = db.session.connection()
+    member_ids = connection.execute(_MEMBER_IDS, {"cid": conversation_id}).scalars().all()
+    sender_row = connection.execute(_SENDER, {"uid": sender.id}).first()
+    # Ends the read before presence is asked of Redis: no transaction (nor SQLite turn) waits on the network.
+    db.session.rollback()
+    if sender.id not in member_ids:
+        # Not revealing whether a conversation one is not in exists.
+        raise NotFound("No such conversation.")
+    offline = _offline(conversation_id, [uid for uid in member_ids if uid != sender.id])
+    at = clock_now()
+    attachments = attachments or []
     try:
-        if conversation is None:
-            raise NotFound("No such conversation.")
-        membership(sender, conversation_id)
-        if conversation.kind == DIRECT:
-            other = [m.user_id for m in conversation.members if m.user_id != sender.id]
-            _refuse_blocked(sender.id, other)
-        at = clock_now()
-        # The conversation row is locked: the seq is the next one, with no gap, whoever sends at once.
-        conversation.last_seq += 1
-        conversation.last_message_at = at
-        message = Message(
-            conversation_id=conversation_id,
-            seq=conversation.last_seq,
-            sender_id=sender.id,
-            body=body,
-            client_id=client_id,
-            attachments=attachments or [],
-            created_at=at,
-        )
-        db.session.add(message)
-        db.session.execute(
-            update(ConversationMember)
-            .where(ConversationMember.conversation_id == conversation_id, ConversationMember.user_id == sender.id)
-            .values(last_read_seq=conversation.last_seq)
-        )
-        db.session.flush()
+        connection = db.session.connection()
+        row = connection.execute(_TAKE_SEQ, {"cid": conversation_id, "uid": sender.id, "at": at}).first()
+        if row is None:
+            raise NotFound("No such conversation.")  # removed meanwhile
+        seq, kind = row
+        if kind == DIRECT:
+            _refuse_blocked(sender.id, [uid for uid in member_ids if uid != sender.id])
+        # A reused client_id fails here on the unique index: cheaper than looking for it before every send.
+        message_id = connection.execute(
+            _INSERT_MESSAGE,
+            {
+                "conversation_id": conversation_id,
+                "seq": seq,
+                "sender_id": sender.id,
+                "body": body,
+                "client_id": client_id,
+                "attachments": attachments,
+                "created_at": at,
+            },
+        ).scalar_one()
+        connection.execute(_READ_OWN, {"cid": conversation_id, "uid": sender.id, "seq": seq})
         for user_id in offline:
-            data = {"conversation_id": conversation_id, "message_id": message.id, "seq": message.seq}
+            data = {"conversation_id": conversation_id, "message_id": message_id, "seq": seq}
             notifications.notify(user_id, "message", sender.id, data)
         db.session.commit()
     except IntegrityError:
@@ -274,25 +305,32 @@ def send_message(sender: Actor, conversation_id: int, body: str, client_id: str 
         earlier = _by_client_id(sender.id, client_id) if client_id else None
         if earlier is None:
             raise
+        membership(sender, earlier.conversation_id)
         return present(earlier, _users({sender.id}))
     except Exception:
         db.session.rollback()
         raise
-    data = present(message, _users({sender.id}))
+    # Built from what is in hand: after the commit no query runs, and the connection is back in the pool.
+    data = {
+        "id": message_id,
+        "conversation_id": conversation_id,
+        "seq": seq,
+        "sender": sender_row._asdict() if sender_row is not None else None,
+        "body": body,
+        "client_id": client_id,
+        "attachments": attachments,
+        "reactions": [],
+        "created_at": at,
+        "edited_at": None,
+        "deleted": False,
+    }
     realtime.emit("new_message", data, CHAT, conversation_room(conversation_id))
     return data
 
 
-def _offline_members(conversation_id: int, sender_id: int) -> list[int]:
-    """The other members with no live connection: asked of Redis before the write lock is taken,
+def _offline(conversation_id: int, others: list[int]) -> list[int]:
+    """Those of the other members with no live connection: asked of Redis before the write transaction,
     because no transaction may wait on the network while it holds the conversation row."""
-    others = list(
-        db.session.scalars(
-            select(ConversationMember.user_id).where(
-                ConversationMember.conversation_id == conversation_id, ConversationMember.user_id != sender_id
-            )
-        )
-    )
     try:
         online = presence.online_among(others)
     except redis.RedisError:

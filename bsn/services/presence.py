@@ -113,8 +113,10 @@ def contacts(user_id: int) -> set[int]:
 
 def announce(user_id: int, online: bool, at: float) -> None:
     payload = {"user_id": user_id, "online": online, "last_seen": None if online else _iso(at)}
-    for viewer in contacts(user_id):
-        realtime.emit("presence", payload, NAMESPACE, realtime.user_room(viewer))
+    viewers = sorted(contacts(user_id))
+    if viewers:
+        # One publish for all the contacts' rooms, not one each.
+        realtime.emit("presence", payload, NAMESPACE, [realtime.user_room(viewer) for viewer in viewers])
 
 
 def query(viewer: Actor, user_ids: list[int]) -> list[dict]:

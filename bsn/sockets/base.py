@@ -17,6 +17,7 @@ from marshmallow import ValidationError as SchemaError
 from bsn import outages, realtime
 from bsn.actors import Caller
 from bsn.errors import BSNError, RateLimited, ServiceUnavailable, ValidationError
+from bsn.extensions import db
 from bsn.schemas.common import UNSTORABLE, unstorable
 from bsn.services import accounts, presence
 
@@ -51,6 +52,9 @@ class BSNNamespace(Namespace):
         # Tokens are short ASCII strings; anything else is none (a lone surrogate could not even be hashed).
         valid = isinstance(token, str) and token.isascii() and 0 < len(token) <= MAX_TOKEN_LENGTH
         user_id = accounts.user_id_for_token(token) if valid else None
+        # The token's read is done: no transaction (nor SQLite turn, which others wait for holding a pooled
+        # connection) may stay open across the Redis round trips below.
+        db.session.rollback()
         if user_id is None:
             # Refused before any event: Socket.IO clients get a connect_error with this message.
             raise ConnectionRefusedError("unauthorized: send auth {token: <bearer token>}")
@@ -58,6 +62,7 @@ class BSNNamespace(Namespace):
             self.callers[request.sid] = user_id
         join_room(realtime.user_room(user_id))
         presence.connected(user_id, self._connection(request.sid))
+        db.session.rollback()
         registry.started(current_app._get_current_object())
         self.connected(Caller(user_id))
 

@@ -9,7 +9,7 @@ from flask import current_app, request
 from flask_socketio import emit, join_room
 
 from bsn.actors import Caller
-from bsn.extensions import redis_store, socketio
+from bsn.extensions import db, redis_store, socketio
 from bsn.realtime import jsonable
 from bsn.schemas.messaging import JoinPayload, ReactPayload, ReadPayload, SocketSendSchema, SyncPayload, TypingPayload
 from bsn.services import messaging
@@ -18,6 +18,8 @@ from bsn.sockets.base import BSNNamespace
 # A typing "true" is passed on at most this often per user and conversation; renewals in between
 # only push its expiry back.
 TYPING_THROTTLE = 2.0
+# How many sends of one process run at once (see on_send_message): below the database pool's size.
+SEND_CONCURRENCY = 8
 
 
 class ChatNamespace(BSNNamespace):
@@ -35,10 +37,12 @@ class ChatNamespace(BSNNamespace):
         # (user id, conversation id) -> [last renewal, last broadcast, sid]; this process's typers only
         self._typing: dict[tuple[int, int], list] = {}
         self._typing_lock = threading.Lock()
+        self._sends = threading.BoundedSemaphore(SEND_CONCURRENCY)
 
     def connected(self, caller: Caller) -> None:
         for conversation_id in messaging.conversation_ids(caller.id):
             join_room(messaging.conversation_room(conversation_id))
+        db.session.rollback()  # no read transaction held across the Redis call
         redis_store.client.sadd(messaging.CHAT_SIDS.format(caller.id), request.sid)
 
     def disconnected(self, caller: Caller) -> None:
@@ -52,9 +56,17 @@ class ChatNamespace(BSNNamespace):
         return {"ok": True, "conversation_id": payload["conversation_id"]}
 
     def on_send_message(self, caller, payload):
-        message = messaging.send_message(
-            caller, payload["conversation_id"], payload["body"], payload.get("client_id"), payload.get("attachments")
-        )
+        # Sends take turns past this point, a few at a time: a burst then waits here in order, holding
+        # nothing, instead of as many greenlets holding pooled database and Redis connections while
+        # they wait for the database's single writer (and running the pools dry).
+        with self._sends:
+            message = messaging.send_message(
+                caller,
+                payload["conversation_id"],
+                payload["body"],
+                payload.get("client_id"),
+                payload.get("attachments"),
+            )
         key = (caller.id, payload["conversation_id"])
         if key in self._typing:
             self._stop_typing(key)
