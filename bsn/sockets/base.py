@@ -44,6 +44,8 @@ class BSNNamespace(Namespace):
         self.callers: dict[str, int] = {}  # sid -> user id, for this process's sockets
         self._lock = threading.Lock()
         self._limiter: MovingWindowRateLimiter | None = None
+        self._schema_instances: dict[str, Schema] = {}
+        self._limits: dict[str, object] = {}  # SOCKET_RATE_LIMIT text -> its parsed limit
 
     # ---- connection ----
 
@@ -138,8 +140,12 @@ class BSNNamespace(Namespace):
         data = args[0] if args else None
         if not isinstance(data, dict):
             raise ValidationError("The payload must be a JSON object.", code="invalid_payload")
+        instance = self._schema_instances.get(event)
+        if instance is None:
+            # One instance per event, reused: building a marshmallow schema copies all its fields.
+            instance = self._schema_instances[event] = schema()
         try:
-            loaded = schema().load(data)
+            loaded = instance.load(data)
         except SchemaError as exc:
             raise ValidationError(fields=exc.normalized_messages()) from None
         # The same rule as REST bodies: text no database stores is refused by field name, on both databases.
@@ -152,7 +158,10 @@ class BSNNamespace(Namespace):
         config = current_app.config
         if not config["RATELIMIT_ENABLED"]:
             return
-        limit = parse(config["SOCKET_RATE_LIMIT"])
+        text = config["SOCKET_RATE_LIMIT"]
+        limit = self._limits.get(text)
+        if limit is None:
+            limit = self._limits[text] = parse(text)
         try:
             if self._limiter is None:
                 # A moving window: a burst across a window boundary cannot double the limit.
