@@ -22,6 +22,17 @@ TYPING_THROTTLE = 2.0
 SEND_CONCURRENCY = 8
 
 
+def _semaphore(size: int):
+    """gevent's own semaphore on gevent: threading's, built on patched locks, stalls under thousands of waiters."""
+    from gevent import monkey
+
+    if monkey.is_module_patched("threading"):
+        from gevent.lock import BoundedSemaphore
+
+        return BoundedSemaphore(size)
+    return threading.BoundedSemaphore(size)
+
+
 class ChatNamespace(BSNNamespace):
     schemas = {
         "join": JoinPayload,
@@ -37,7 +48,7 @@ class ChatNamespace(BSNNamespace):
         # (user id, conversation id) -> [last renewal, last broadcast, sid]; this process's typers only
         self._typing: dict[tuple[int, int], list] = {}
         self._typing_lock = threading.Lock()
-        self._sends = threading.BoundedSemaphore(SEND_CONCURRENCY)
+        self._sends = _semaphore(SEND_CONCURRENCY)
 
     def connected(self, caller: Caller) -> None:
         for conversation_id in messaging.conversation_ids(caller.id):
