@@ -179,6 +179,15 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
+def pair(client, make_user):
+    """Ann and Ben, and the direct conversation between them."""
+    ann_id, ann = make_user("ann")
+    ben_id, ben = make_user("ben")
+    chat = client.post("/api/conversations/", json={"user_ids": [ben_id]}, headers=auth(ann)).get_json()["id"]
+    return {"ann": (ann_id, ann), "ben": (ben_id, ben), "chat": chat}
+
+
+@pytest.fixture
 def grant(app):
     """Give a user tokens through a real ledger entry."""
     from bsn.amounts import to_units

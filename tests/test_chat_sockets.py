@@ -29,14 +29,6 @@ def sockets(server):
         client.close()
 
 
-@pytest.fixture
-def pair(client, make_user):
-    ann_id, ann = make_user("ann")
-    ben_id, ben = make_user("ben")
-    chat = client.post("/api/conversations/", json={"user_ids": [ben_id]}, headers=auth(ann)).get_json()["id"]
-    return {"ann": (ann_id, ann), "ben": (ben_id, ben), "chat": chat}
-
-
 def say(socket, chat, body, client_id=None):
     return socket.call("send_message", {"conversation_id": chat, "body": body, "client_id": client_id})
 

@@ -58,14 +58,6 @@ def is_envelope(response: requests.Response, status: int, code: str | None = Non
     )
 
 
-@pytest.fixture
-def pair(client, make_user):
-    ann_id, ann = make_user("ann")
-    ben_id, ben = make_user("ben")
-    chat = client.post("/api/conversations/", json={"user_ids": [ben_id]}, headers=auth(ann)).get_json()["id"]
-    return {"ann": (ann_id, ann), "ben": (ben_id, ben), "chat": chat}
-
-
 def stored_messages(app, chat: int) -> list[Message]:
     with app.app_context():
         db.session.remove()

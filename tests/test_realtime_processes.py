@@ -2,20 +2,10 @@
 
 import signal
 
-import pytest
-
 from tests.conftest import auth
 from tests.helpers import SocketClient, flask_process, stop, web_process
 
 FAST_PRESENCE = {"PRESENCE_REFRESH_INTERVAL": 1, "PRESENCE_STALE_AFTER": 4, "PRESENCE_SWEEP_INTERVAL": 2}
-
-
-@pytest.fixture
-def pair(client, make_user):
-    ann_id, ann = make_user("ann")
-    ben_id, ben = make_user("ben")
-    chat = client.post("/api/conversations/", json={"user_ids": [ben_id]}, headers=auth(ann)).get_json()["id"]
-    return {"ann": (ann_id, ann), "ben": (ben_id, ben), "chat": chat}
 
 
 def test_a_client_of_process_a_and_a_client_of_process_b_talk(app, pair):
