@@ -34,6 +34,10 @@ from datetime import timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from bench.common import migrate, procfile_web_command  # noqa: E402
+
 TOKEN = "bsn-chat-bench-{}"  # must match the `auth` template in servers.json and idle.mjs
 # The launcher and its web process never live longer than this, whatever happens to the harness.
 MAX_LIFETIME = int(os.environ.get("BSN_BENCH_MAX_SECONDS", "3600"))
@@ -143,15 +147,8 @@ def start_reaper(workdir: str) -> None:
 # -- 3. migrate and seed ------------------------------------------------------------------------------------------
 
 
-def migrate(env: dict) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "bsn", "db", "upgrade"], cwd=REPO, env=env, check=True, timeout=180
-    )
-
-
 def seed(rooms: int, per_room: int, authlist: Path) -> None:
     """Users, tokens, conversations and members, by bulk inserts inside the app context (the environment's DB)."""
-    sys.path.insert(0, str(REPO))
     from sqlalchemy import insert
 
     from bsn import create_app
@@ -216,17 +213,7 @@ def seed(rooms: int, per_room: int, authlist: Path) -> None:
 
 def web_command(port: str, clients: int) -> list[str]:
     """The Procfile's `web` command, bound to loopback, with room for every client (and some HTTP) per worker."""
-    line = next(ln for ln in (REPO / "Procfile").read_text().splitlines() if ln.startswith("web:"))
-    argv = shlex.split(line.partition(":")[2])
-    if argv[0] != "gunicorn":
-        raise SystemExit(f"serve.py: the Procfile's web process is not gunicorn: {argv[0]}")
-    argv[0] = str(Path(sys.executable).parent / "gunicorn")
-    for flag in ("-b", "--bind"):
-        if flag in argv:
-            argv[argv.index(flag) + 1] = f"127.0.0.1:{port}"
-            break
-    else:
-        argv += ["-b", f"127.0.0.1:{port}"]
+    argv = procfile_web_command(int(port))
     needed = clients + 200
     if "--worker-connections" in argv:
         k = argv.index("--worker-connections") + 1

@@ -28,6 +28,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from bench.common import procfile_web_command  # noqa: E402
+
 WORKDIR_PREFIX = "bsn-rest-bench-"
 
 
@@ -94,22 +98,6 @@ def stop(process: subprocess.Popen | None, grace: float = 10.0) -> None:
         process.wait()
 
 
-def web_command(port: str) -> list[str]:
-    """The Procfile's `web` command (what production runs), bound to loopback, with the venv's gunicorn."""
-    line = next(ln for ln in (REPO / "Procfile").read_text().splitlines() if ln.startswith("web:"))
-    argv = shlex.split(line.partition(":")[2])
-    if argv[0] != "gunicorn":
-        raise SystemExit(f"serve.py: the Procfile's web process is not gunicorn: {argv[0]}")
-    argv[0] = str(Path(sys.executable).parent / "gunicorn")
-    for flag in ("-b", "--bind"):
-        if flag in argv:
-            argv[argv.index(flag) + 1] = f"127.0.0.1:{port}"
-            break
-    else:
-        argv += ["-b", f"127.0.0.1:{port}"]
-    return argv
-
-
 def remove_stale_workdirs() -> None:
     """Directories of launchers that were SIGKILLed (they had no chance to clean up)."""
     for path in Path(tempfile.gettempdir()).glob(WORKDIR_PREFIX + "*"):
@@ -128,7 +116,7 @@ def main() -> int:
     try:
         redis, redis_url = start_redis(workdir)
         env = dict(os.environ, REDIS_URL=redis_url, BSN_INSTANCE_PATH=workdir)
-        command = web_command(port)
+        command = procfile_web_command(int(port))
         say(f"redis on {redis_url} (pid {redis.pid}); {shlex.join([Path(command[0]).name, *command[1:]])}")
         web = subprocess.Popen(command, cwd=REPO, env=env, stdin=subprocess.DEVNULL)
 
