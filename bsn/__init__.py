@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import time
 
@@ -12,7 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.pool import Pool
 
-from bsn import http, logs, outages
+from bsn import http, logs, outages, sqlite
 from bsn.config import load_settings
 from bsn.extensions import cors, db, limiter, migrate, redis_store, socketio
 
@@ -55,7 +56,7 @@ def _derive_settings(app: Flask) -> None:
         options.setdefault("pool_size", config["DB_POOL_SIZE"])
         options.setdefault("max_overflow", config["DB_POOL_SIZE"])
     elif uri.startswith("sqlite"):
-        options.setdefault("connect_args", {"timeout": 30})
+        options.setdefault("connect_args", sqlite.connect_args(_on_gevent()))
         if ":memory:" not in uri and uri not in ("sqlite://", "sqlite:///"):
             # Every connection a burst opens stays pooled: a new SQLite connection opens the file, runs the
             # pragmas and parses the schema, and an overflow one is closed again as soon as it is returned.
@@ -125,7 +126,7 @@ def _check_idle_connection(dbapi_connection, record, proxy):
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, _record):
     # WAL lets readers run beside the single writer; foreign keys are off by default in SQLite.
-    if type(dbapi_connection).__module__.startswith("sqlite3"):
+    if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")

@@ -148,6 +148,13 @@ function send(clientIndex, seq) {
 const miners = cfg.miners.tokens;
 let hbTotal = 0;
 let hbErrorsTotal = 0;
+const hbErrorKinds = {}; // "HTTP 503", "TypeError: fetch failed", ... -> count: the report names what failed
+
+function hbFailed(b, kind) {
+  b.hbErrors++;
+  hbErrorsTotal++;
+  hbErrorKinds[kind] = (hbErrorKinds[kind] || 0) + 1;
+}
 
 async function heartbeat(token, kind) {
   const started = performance.now();
@@ -159,9 +166,13 @@ async function heartbeat(token, kind) {
     if (kind !== 'heartbeat') { if (!response.ok) b.activityErrors++; return; }
     hbTotal++;
     b.hbLatencies.push(performance.now() - started);
-    if (!response.ok) { b.hbErrors++; hbErrorsTotal++; } else if (!/"is_mining":\s*true/.test(body)) b.hbNotMining++;
-  } catch (_) {
-    if (kind === 'heartbeat') { hbTotal++; b.hbErrors++; hbErrorsTotal++; } else b.activityErrors++;
+    if (!response.ok) hbFailed(b, `HTTP ${response.status}`);
+    else if (!/"is_mining":\s*true/.test(body)) b.hbNotMining++;
+  } catch (error) {
+    if (kind === 'heartbeat') {
+      hbTotal++;
+      hbFailed(b, `${error.name}: ${error.cause ? error.cause.code || error.cause.message : error.message}`);
+    } else b.activityErrors++;
   }
 }
 
@@ -235,7 +246,7 @@ async function main() {
       unique: totalUnique, lost: Math.max(0, totalExpected - totalUnique), sendErrors,
       duplicates: minutes.reduce((s, b) => s + b.duplicates, 0),
     },
-    heartbeat: { sent: hbTotal, errors: hbErrorsTotal, miners: miners.length },
+    heartbeat: { sent: hbTotal, errors: hbErrorsTotal, errorKinds: hbErrorKinds, miners: miners.length },
   });
   for (const c of clients) c.socket.close();
   await sleep(200);

@@ -369,7 +369,8 @@ def report(args, chat: dict, chat_source: str, command: list[str], sampler: Samp
         ("chat: every message sent is stored", stored == chat_total.get("sent"),
          f"stored {stored}, sent {chat_total.get('sent')}"),
         ("heartbeats: every one answered 200 with is_mining true", hb_bad == 0 and activity_bad == 0,
-         f"{hb_total.get('sent')} sent, {hb_bad} bad, {activity_bad} failed activity checks"),
+         f"{hb_total.get('sent')} sent, {hb_bad} bad ({json.dumps(hb_total.get('errorKinds') or {})}), "
+         f"{activity_bad} failed activity checks"),
         ("no failed RQ job", sum(failed.values()) == 0, ", ".join(f"{q} {n}" for q, n in failed.items())),
     ]  # fmt: skip
     p99s = [r["chat"]["p99"] for r in minutes if r["chat"]["p99"] is not None]
