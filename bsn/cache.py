@@ -87,18 +87,9 @@ def _now_us() -> str:
     return str(time.time_ns() // 1000)
 
 
-def _script(name: str, source: str):
-    scripts = current_app.extensions.setdefault("bsn_cache_scripts", {})
-    script = scripts.get(name)
-    if script is None:
-        script = scripts[name] = redis_store.client.register_script(source)
-    return script
-
-
-def _run(name: str, source: str, keys: list, args: list):
-    script = _script(name, source)
+def _run(source: str, keys: list, args: list):
     # Batched with the concurrent requests' scripts (on gevent).
-    return redis_store.run_script(script, keys, args)
+    return redis_store.run_script(redis_store.script(source), keys, args)
 
 
 def enabled() -> bool:
@@ -124,7 +115,7 @@ def read(user_ids: tuple[int, ...], entries: list[Entry]) -> tuple[list[str], li
     for entry in entries:
         args += [entry.prefix, entry.uses, entry.suffix]
     try:
-        reply = _run("read", _READ, [], args)
+        reply = _run(_READ, [], args)
     except redis.RedisError:
         log.warning("cache unavailable; reading from the database")
         return None
@@ -136,7 +127,7 @@ def store(values: dict[str, bytes | str]) -> None:
     if not values:
         return
     try:
-        _run("store", _STORE, list(values), [current_app.config["CACHE_TTL"], *values.values()])
+        _run(_STORE, list(values), [current_app.config["CACHE_TTL"], *values.values()])
     except redis.RedisError:
         log.warning("cache unavailable; answer not stored")
 
@@ -161,9 +152,9 @@ def send(keys: list[str]) -> None:
         return
     try:
         if has_app_context():
-            _run("bump", _BUMP, keys, [_now_us()])
+            _run(_BUMP, keys, [_now_us()])
         else:
-            redis_store.client.register_script(_BUMP)(keys=keys, args=[_now_us()])
+            redis_store.script(_BUMP)(keys=keys, args=[_now_us()])
     except (redis.RedisError, RuntimeError):
         # Committed either way; what is cached under the old generations lives at most CACHE_TTL.
         log.error("cache generations %s not moved", keys)

@@ -162,6 +162,14 @@ class RedisHolder:
                 raise
             return self._client
 
+    def script(self, source: str):
+        """The registered Lua script for `source`, one per app (redis-py then calls it by its SHA)."""
+        scripts = current_app.extensions.setdefault("bsn_scripts", {})
+        registered = scripts.get(source)
+        if registered is None:
+            registered = scripts[source] = self.client.register_script(source)
+        return registered
+
     def run_script(self, script, keys: list, args: list):
         """`script(keys=keys, args=args)`, sent together with the scripts of concurrent requests on gevent."""
         batcher = current_app.extensions.get("bsn_script_batcher")

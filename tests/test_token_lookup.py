@@ -142,7 +142,7 @@ def test_without_redis_the_token_and_account_come_from_the_database(client, make
     def unreachable(*args, **kwargs):
         raise redis.ConnectionError("down")
 
-    monkeypatch.setattr(accounts, "_lookup_script", lambda: unreachable)
+    monkeypatch.setattr(redis_store, "run_script", unreachable)
     monkeypatch.setattr(redis_store.client, "get", unreachable)
     assert accounts.user_id_for_token(token) == user_id
     answer = client.get("/api/auth/user/", headers=auth(token))

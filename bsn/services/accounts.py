@@ -224,7 +224,7 @@ def lookup_token(raw_token: str, rate_hits: tuple[RateHit, ...] = ()) -> TokenLo
     current = now()
     try:
         reply = redis_store.run_script(
-            _lookup_script(),
+            redis_store.script(_LOOKUP),
             [TOKEN_CACHE_PREFIX + digest],
             [repr(current.timestamp()), ACCOUNT_CACHE_PREFIX, 1, *_hit_args(rate_hits)],
         )
@@ -244,13 +244,6 @@ def lookup_token(raw_token: str, rate_hits: tuple[RateHit, ...] = ()) -> TokenLo
 
 def _hit_args(rate_hits: tuple[RateHit, ...]) -> list:
     return [value for hit in rate_hits for value in (hit.prefix, hit.suffix, hit.expiry)]
-
-
-def _lookup_script():
-    script = current_app.extensions.get("bsn_token_lookup")
-    if script is None:
-        script = current_app.extensions["bsn_token_lookup"] = redis_store.client.register_script(_LOOKUP)
-    return script
 
 
 def user_id_for_token(raw_token: str) -> int | None:

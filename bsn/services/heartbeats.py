@@ -95,13 +95,6 @@ return items
 """
 
 
-def _script(name: str, source: str):
-    scripts = current_app.extensions.setdefault("bsn_heartbeat_scripts", {})
-    if name not in scripts:
-        scripts[name] = redis_store.client.register_script(source)
-    return scripts[name]
-
-
 def to_us(at: datetime) -> int:
     return (at - _EPOCH) // timedelta(microseconds=1)
 
@@ -131,7 +124,7 @@ def renew(at: datetime, *, token_key: str = "", user_id: int | None = None, coun
     rate = parse(config["HEARTBEAT_RATE_LIMIT"])
     timeout = config["HEARTBEAT_TIMEOUT"]
     result = redis_store.run_script(
-        _script("renew", _RENEW),
+        redis_store.script(_RENEW),
         keys=[token_key, DIRTY_KEY],
         args=[
             to_us(at),
@@ -161,7 +154,7 @@ def _live_ttl() -> int:
 
 def seed(session: MiningSession) -> None:
     """Put a live session's database state into Redis (after start, activity checks, or a lost copy)."""
-    _script("seed", _SEED)(
+    redis_store.script(_SEED)(
         keys=[LIVE_PREFIX + str(session.user_id)],
         args=[
             session.id,
@@ -174,7 +167,7 @@ def seed(session: MiningSession) -> None:
 
 
 def forget(session: MiningSession) -> None:
-    _script("forget", _FORGET)(keys=[LIVE_PREFIX + str(session.user_id)], args=[session.id])
+    redis_store.script(_FORGET)(keys=[LIVE_PREFIX + str(session.user_id)], args=[session.id])
 
 
 def overlay(session: MiningSession | None) -> None:
@@ -216,7 +209,7 @@ def flush() -> int:
     client = redis_store.client
     written = 0
     while True:
-        items = _script("take", _TAKE)(keys=[DIRTY_KEY], args=[FLUSH_BATCH])
+        items = redis_store.script(_TAKE)(keys=[DIRTY_KEY], args=[FLUSH_BATCH])
         if not items:
             return written
         batch = [(int(items[i]), int(float(items[i + 1]))) for i in range(0, len(items), 2)]

@@ -33,26 +33,50 @@ def _stale_before(now: float) -> float:
     return now - current_app.config["PRESENCE_STALE_AFTER"]
 
 
+# Each change of a user's connections is one script, so that no interleaving of processes can lose an
+# announcement or leave a connected user out of `presence:online`. (A connect on one process between
+# another's "no connection left" and its removal from the online set used to do both.)
+# KEYS: conns, online, last_seen. Leaves the user offline when no live connection is left and returns the
+# last score the user was online with, or false when nothing changed.
+_GO_OFFLINE = """
+if redis.call('ZCOUNT', KEYS[1], ARGV[1], '+inf') > 0 then return false end
+local last = redis.call('ZSCORE', KEYS[2], ARGV[2])
+if not last then return false end
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('HSET', KEYS[3], ARGV[2], string.format('%.3f', tonumber(last)))
+return last
+"""
+# ARGV: stale_before, user id, connection, now. Returns 1 when the user was offline before.
+_CONNECT = """
+local was_online = redis.call('ZCOUNT', KEYS[1], ARGV[1], '+inf') > 0
+redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
+redis.call('ZADD', KEYS[2], 'GT', ARGV[4], ARGV[2])
+if was_online then return 0 end
+return 1
+"""
+# ARGV: stale_before, user id, connection.
+_DISCONNECT = "redis.call('ZREM', KEYS[1], ARGV[3])" + _GO_OFFLINE
+# ARGV: stale_before, user id. Connections no process refreshed since stale_before are dropped.
+_SWEEP_ONE = "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])" + _GO_OFFLINE
+
+
+def _keys(user_id: int) -> list[str]:
+    return [CONNS.format(user_id), ONLINE, LAST_SEEN]
+
+
 def connected(user_id: int, connection: str) -> None:
     """Record a new connection; the first live one makes the user online."""
     now = time.time()
-    client = redis_store.client
-    was_online = client.zcount(CONNS.format(user_id), _stale_before(now), "+inf") > 0
-    pipe = client.pipeline()
-    pipe.zadd(CONNS.format(user_id), {connection: now})
-    pipe.zadd(ONLINE, {str(user_id): now}, gt=True)
-    pipe.execute()
-    if not was_online:
+    came_online = redis_store.script(_CONNECT)(keys=_keys(user_id), args=[_stale_before(now), user_id, connection, now])
+    if came_online:
         announce(user_id, True, now)
 
 
 def disconnected(user_id: int, connection: str) -> None:
     """Drop a connection; when it was the user's last live one, they go offline now."""
-    now = time.time()
-    client = redis_store.client
-    client.zrem(CONNS.format(user_id), connection)
-    if client.zcount(CONNS.format(user_id), _stale_before(now), "+inf") == 0:
-        _offline(user_id, now)
+    last = redis_store.script(_DISCONNECT)(keys=_keys(user_id), args=[_stale_before(time.time()), user_id, connection])
+    if last is not None:
+        announce(user_id, False, float(last))
 
 
 def refresh(connections: dict[int, set[str]]) -> None:
@@ -69,26 +93,15 @@ def refresh(connections: dict[int, set[str]]) -> None:
 
 def sweep() -> int:
     """Drop connections no process has refreshed lately; announce users left without any. Returns how many."""
-    now = time.time()
-    client = redis_store.client
+    stale = _stale_before(time.time())
     went_offline = 0
-    for raw in client.zrangebyscore(ONLINE, "-inf", _stale_before(now)):
+    for raw in redis_store.client.zrangebyscore(ONLINE, "-inf", f"({stale}"):
         user_id = int(raw)
-        client.zremrangebyscore(CONNS.format(user_id), "-inf", _stale_before(now))
-        if client.zcard(CONNS.format(user_id)) == 0:
-            _offline(user_id, now)
+        last = redis_store.script(_SWEEP_ONE)(keys=_keys(user_id), args=[stale, user_id])
+        if last is not None:
+            announce(user_id, False, float(last))
             went_offline += 1
     return went_offline
-
-
-def _offline(user_id: int, now: float) -> None:
-    last = redis_store.client.zscore(ONLINE, str(user_id))
-    pipe = redis_store.client.pipeline()
-    pipe.zrem(ONLINE, str(user_id))
-    pipe.hset(LAST_SEEN, str(user_id), f"{last or now:.3f}")
-    removed = pipe.execute()[0]
-    if removed:
-        announce(user_id, False, last or now)
 
 
 def online_among(user_ids: list[int]) -> set[int]:
@@ -96,10 +109,8 @@ def online_among(user_ids: list[int]) -> set[int]:
     if not user_ids:
         return set()
     stale = _stale_before(time.time())
-    pipe = redis_store.client.pipeline()
-    for uid in user_ids:
-        pipe.zscore(ONLINE, str(uid))
-    return {uid for uid, score in zip(user_ids, pipe.execute(), strict=True) if score is not None and score >= stale}
+    scores = redis_store.client.zmscore(ONLINE, [str(uid) for uid in user_ids])
+    return {uid for uid, score in zip(user_ids, scores, strict=True) if score is not None and score >= stale}
 
 
 def contacts(user_id: int) -> set[int]:
@@ -127,11 +138,10 @@ def query(viewer: Actor, user_ids: list[int]) -> list[dict]:
         return []
     client = redis_store.client
     stale = _stale_before(time.time())
-    pipe = client.pipeline()
-    for uid in wanted:
-        pipe.zscore(ONLINE, str(uid))
-    scores = pipe.execute()
-    seen = client.hmget(LAST_SEEN, [str(uid) for uid in wanted])
+    pipe = client.pipeline(transaction=False)
+    pipe.zmscore(ONLINE, [str(uid) for uid in wanted])
+    pipe.hmget(LAST_SEEN, [str(uid) for uid in wanted])
+    scores, seen = pipe.execute()
     return [
         {
             "user_id": uid,

@@ -1,0 +1,95 @@
+"""Presence state in Redis: connections, announcements, the sweep, and processes racing on one user."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from bsn.extensions import redis_store
+from bsn.services import presence
+
+USER = 7
+
+
+@pytest.fixture
+def announced(ctx, monkeypatch):
+    """The announcements made, as (user id, online, last seen) instead of published."""
+    calls = []
+    monkeypatch.setattr(presence, "announce", lambda user_id, online, at: calls.append((user_id, online, at)))
+    return calls
+
+
+def online(user_id: int) -> bool:
+    return presence.online_among([user_id]) == {user_id}
+
+
+def test_online_from_the_first_connection_to_the_last(announced):
+    presence.connected(USER, "/chat|a")
+    presence.connected(USER, "/presence|b")
+    assert [(u, o) for u, o, _ in announced] == [(USER, True)]
+    presence.disconnected(USER, "/chat|a")
+    assert online(USER) and len(announced) == 1
+    presence.disconnected(USER, "/presence|b")
+    assert not online(USER)
+    assert [(u, o) for u, o, _ in announced] == [(USER, True), (USER, False)]
+    last_seen = float(redis_store.client.hget(presence.LAST_SEEN, str(USER)))
+    assert announced[-1][2] == pytest.approx(last_seen, abs=0.001)
+
+
+def test_a_repeated_disconnect_announces_nothing(announced):
+    presence.connected(USER, "/chat|a")
+    presence.disconnected(USER, "/chat|a")
+    presence.disconnected(USER, "/chat|a")
+    assert [o for _, o, _ in announced] == [True, False]
+
+
+def test_the_sweep_takes_offline_only_users_without_a_fresh_connection(ctx, announced):
+    stale_after = ctx.config["PRESENCE_STALE_AFTER"]
+    long_ago = time.time() - stale_after - 5
+    presence.connected(USER, "/chat|dead")
+    presence.connected(USER + 1, "/chat|dead")
+    presence.connected(USER + 1, "/chat|alive")
+    announced.clear()
+    client = redis_store.client
+    # Both users' online scores are stale; only USER + 1 still has a connection some process refreshes.
+    client.zadd(presence.CONNS.format(USER), {"/chat|dead": long_ago})
+    client.zadd(presence.CONNS.format(USER + 1), {"/chat|dead": long_ago})
+    client.zadd(presence.ONLINE, {str(USER): long_ago, str(USER + 1): long_ago})
+    assert presence.sweep() == 1
+    assert [(u, o) for u, o, _ in announced] == [(USER, False)]
+    assert announced[0][2] == pytest.approx(long_ago, abs=0.001)
+    assert client.zrange(presence.CONNS.format(USER + 1), 0, -1) == [b"/chat|alive"]
+    assert not online(USER)
+
+
+def test_processes_racing_on_one_user_never_leave_a_connected_user_offline(app, announced):
+    """Two processes (threads here) connect and disconnect the same user's sockets as fast as they can.
+
+    Whatever the interleaving, a user with a live connection is in the online set, and each change between
+    offline and online is announced exactly once. (Not necessarily in order: each process publishes after
+    its own script, so a client may see two changes swapped; a `query` on /presence gives the state.)
+    """
+    errors = []
+
+    def churn(name: str, rounds: int) -> None:
+        try:
+            with app.app_context():
+                for i in range(rounds):
+                    presence.connected(USER, f"/chat|{name}{i}")
+                    presence.disconnected(USER, f"/chat|{name}{i}")
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=churn, args=(name, 300)) for name in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors and not any(t.is_alive() for t in threads)
+    assert not online(USER)
+    presence.connected(USER, "/chat|last")
+    assert online(USER)
+    flags = [o for _, o, _ in announced]
+    assert flags.count(True) == flags.count(False) + 1
