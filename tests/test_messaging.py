@@ -67,6 +67,9 @@ def test_messages_get_gap_free_seq_and_only_members_read_or_write(client, trio):
     message = send(client, ann, chat, "hello <b>you</b>").get_json()
     assert message["body"] == "hello <b>you</b>"  # stored as typed; clients insert it as text
     assert message["sender"]["id"] == ann_id and message["created_at"].endswith("Z")
+    # The answer is built from what the send had in hand: it must present the message as a later read does.
+    stored = client.get(f"/api/conversations/{chat}/messages/", headers=auth(ben)).get_json()["results"][0]
+    assert message == stored
 
 
 def test_a_retried_client_id_stores_one_message(client, trio):

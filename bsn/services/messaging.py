@@ -223,10 +223,16 @@ _conversations, _members, _messages, _users_table = (
     Message.__table__,
     User.__table__,
 )
-_MEMBER_IDS = select(_members.c.user_id).where(_members.c.conversation_id == bindparam("cid"))
-_SENDER = select(
-    _users_table.c.id, _users_table.c.username, _users_table.c.display_name, _users_table.c.avatar_url
-).where(_users_table.c.id == bindparam("uid"))
+# The members' ids, with the sender's public fields on the sender's own row (one statement, not two).
+_MEMBERS_AND_SENDER = (
+    select(_members.c.user_id, _users_table.c.username, _users_table.c.display_name, _users_table.c.avatar_url)
+    .select_from(
+        _members.outerjoin(
+            _users_table, (_users_table.c.id == _members.c.user_id) & (_members.c.user_id == bindparam("uid"))
+        )
+    )
+    .where(_members.c.conversation_id == bindparam("cid"))
+)
 # One statement takes the next seq, locks the conversation row until commit (so the seq has no gap,
 # whoever sends at once), and checks again that the sender is a member, inside the writing transaction.
 _TAKE_SEQ = (
@@ -264,13 +270,15 @@ def send_message(sender: Actor, conversation_id: int, body: str, client_id: str 
         raise ValidationError("This message was not accepted by auto-moderation.", fields={"body": ["Not accepted."]})
     db.session.rollback()  # what follows starts from a fresh transaction
     connection = db.session.connection()
-    member_ids = connection.execute(_MEMBER_IDS, {"cid": conversation_id}).scalars().all()
-    sender_row = connection.execute(_SENDER, {"uid": sender.id}).first()
+    rows = connection.execute(_MEMBERS_AND_SENDER, {"cid": conversation_id, "uid": sender.id}).all()
     # Ends the read before presence is asked of Redis: no transaction (nor SQLite turn) waits on the network.
     db.session.rollback()
-    if sender.id not in member_ids:
+    member_ids = [row.user_id for row in rows]
+    own = next((row for row in rows if row.user_id == sender.id), None)
+    if own is None:
         # Not revealing whether a conversation one is not in exists.
         raise NotFound("No such conversation.")
+    author = dict(id=own.user_id, username=own.username, display_name=own.display_name, avatar_url=own.avatar_url)
     offline = _offline(conversation_id, [uid for uid in member_ids if uid != sender.id])
     at = clock_now()
     attachments = attachments or []
@@ -315,7 +323,7 @@ def send_message(sender: Actor, conversation_id: int, body: str, client_id: str 
         "id": message_id,
         "conversation_id": conversation_id,
         "seq": seq,
-        "sender": sender_row._asdict() if sender_row is not None else None,
+        "sender": author,
         "body": body,
         "client_id": client_id,
         "attachments": attachments,
