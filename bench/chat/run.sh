@@ -45,14 +45,15 @@ if [ ! -d "$HARNESS/node_modules/socket.io-client" ] || [ ! -x "$HARNESS/.venv/b
     (cd "$HARNESS" && timeout 1800 ./setup.sh)
 fi
 
-BUSY_PATTERN='(^|/)wrk |loadgen\.js|bench/mining|bench/auth'
+. "$REPO/bench/lib.sh"
 
 # Samples, in the background, other benchmarks that start while ours runs (they do not wait for us).
 start_monitor() {
     : >"$tmp/concurrent"
     (
         while sleep 2; do
-            pgrep -fa "$BUSY_PATTERN" | grep -v -e "$HARNESS/loadgen" -e 'loadgen/loadgen.js --config' >>"$tmp/concurrent" || true
+            pgrep -fa "$BENCH_BUSY_PATTERN" | grep -v -e "$HARNESS/" -e 'loadgen/loadgen.js --config' -e 'orchestrator/bench.js' \
+                -e "bench/chat/" >>"$tmp/concurrent" || true
         done
     ) &
     monitor_pid=$!
@@ -66,19 +67,7 @@ stop_monitor() {
     fi
 }
 
-wait_until_idle() {
-    local waited=0 busy
-    while busy=$(pgrep -fa "$BUSY_PATTERN" || true) && [ -n "$busy" ]; do
-        if [ "$waited" -ge "$BUSY_WAIT" ]; then
-            say "another benchmark is still running after ${BUSY_WAIT}s; measuring anyway (figures will be skewed):"
-            printf '%s\n' "$busy" >&2
-            return
-        fi
-        [ "$waited" = 0 ] && { say "waiting for another benchmark to finish:"; printf '%s\n' "$busy" >&2; }
-        sleep 15
-        waited=$((waited + 15))
-    done
-}
+wait_until_idle() { bench_wait_until_idle chat "$BUSY_WAIT"; }
 
 # --- the servers file: its cwd assumes <root>/main beside <root>/shared/bench/chat; rewrite it otherwise
 servers_file=$HERE/servers.json

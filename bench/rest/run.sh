@@ -43,20 +43,8 @@ if [ ! -x "$HARNESS/.venv/bin/python" ] || ! command -v wrk >/dev/null; then
     (cd "$HARNESS" && timeout 1800 ./setup.sh)
 fi
 
-wait_until_idle() {
-    local waited=0 busy
-    while busy=$(pgrep -fa 'wrk|loadgen\.js|bench/mining|bench/chat|orchestrator' || true) && [ -n "$busy" ]; do
-        if [ "$waited" -ge "$BUSY_WAIT" ]; then
-            say "another benchmark is still running after ${BUSY_WAIT}s; measuring anyway (figures will be skewed):"
-            printf '%s\n' "$busy" >&2
-            return
-        fi
-        [ "$waited" = 0 ] && { say "waiting for another benchmark to finish:"; printf '%s\n' "$busy" >&2; }
-        sleep 15
-        waited=$((waited + 15))
-    done
-}
-wait_until_idle
+. "$REPO/bench/lib.sh"
+bench_wait_until_idle rest "$BUSY_WAIT"
 
 say "harness $HARNESS, servers $SERVERS, flags: $*"
 status=0

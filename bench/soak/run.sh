@@ -5,24 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-# Other benchmarks on this 2-core machine would skew the latencies: wait for them, but not for ever.
-BUSY_WAIT=${SOAK_BUSY_WAIT:-900}
-BUSY_PATTERN='(^|/)wrk |loadgen\.js|bench/mining|bench/auth|bench/chat|bench/rest'
-
 command -v node >/dev/null || { echo "node is missing: the load driver is bench/soak/load.mjs" >&2; exit 2; }
 . scripts/bootstrap.sh
 [ -d node_modules/socket.io-client ] || { echo "node_modules/socket.io-client is missing: run npm ci" >&2; exit 2; }
 
-waited=0
-while busy=$(pgrep -fa "$BUSY_PATTERN" | grep -v "bench/soak" || true) && [ -n "$busy" ]; do
-    if [ "$waited" -ge "$BUSY_WAIT" ]; then
-        echo "[soak] another benchmark is still running after ${BUSY_WAIT}s; starting anyway (the report says so)" >&2
-        break
-    fi
-    [ "$waited" = 0 ] && { echo "[soak] waiting for another benchmark to finish:" >&2; printf '%s\n' "$busy" >&2; }
-    sleep 15
-    waited=$((waited + 15))
-done
+# Other benchmarks on this 2-core machine would skew the latencies: wait for them, but not for ever.
+. bench/lib.sh
+bench_wait_until_idle soak "${SOAK_BUSY_WAIT:-900}"
 
 # Bounded whatever happens: the load itself, plus seeding, start-up, drain and the report.
 minutes=${SOAK_MINUTES:-20}
