@@ -43,6 +43,9 @@ BAD_POSTS = [
     ({"body": "x", "visibility": "secret"}, "visibility"),
     ({"body": "x", "media": ["http://insecure/x.png"]}, "media"),
     ({}, "body"),
+    ({"body": "x", "client_id": ""}, "client_id"),
+    ({"body": "x", "client_id": "c" * 65}, "client_id"),
+    ({"body": "x", "client_id": 7}, "client_id"),
 ]
 
 
@@ -50,6 +53,30 @@ BAD_POSTS = [
 def test_bad_posts_are_refused(client, people, body, field):
     response = client.post("/api/posts/", json=body, headers=auth(people["amy"][1]))
     assert response.status_code == 422 and field in response.get_json()["error"]["fields"]
+
+
+def test_a_retried_client_id_makes_one_post(client, ctx, people):
+    from rq import Queue
+
+    from bsn.extensions import redis_store
+
+    (amy_id, amy), (_, bob) = people["amy"], people["bob"]
+    first = post(client, amy, "hello @bob", client_id="p-1")
+    again = post(client, amy, "changed my mind", client_id="p-1")  # a retry answers the first post, as stored
+    assert first.status_code == again.status_code == 201
+    assert again.get_json() == client.get(f"/api/posts/{first.get_json()['id']}/", headers=auth(amy)).get_json()
+    assert again.get_json()["body"] == "hello @bob"
+    plain = post(client, amy, "plain", client_id="p-2")
+    assert post(client, amy, "plain", client_id="p-2").get_json()["id"] == plain.get_json()["id"]
+    # Another author's client_id is theirs: the same value is a different post.
+    bobs = post(client, bob, "mine", client_id="p-1").get_json()
+    assert bobs["id"] != first.get_json()["id"]
+    mine = client.get(f"/api/posts/?author={amy_id}", headers=auth(amy)).get_json()["results"]
+    assert [p["body"] for p in mine] == ["plain", "hello @bob"]
+    mentions = client.get("/api/notifications/", headers=auth(bob)).get_json()["results"]
+    assert [n["kind"] for n in mentions] == ["mention"]  # the retry notified nobody again
+    fan_outs = [j.args[1]["post_id"] for j in Queue("high", connection=redis_store.client).jobs]
+    assert sorted(fan_outs) == sorted([first.get_json()["id"], plain.get_json()["id"], bobs["id"]])  # one per post
 
 
 def test_followers_only_posts_are_shown_to_followers(client, people):
@@ -168,6 +195,6 @@ def test_new_posts_are_fanned_out_to_followers_by_a_job(client, ctx, people, mon
     assert [(j.func_name, j.args[0]) for j in jobs] == [("workers.posts.fan_out", "post_created")]
     assert jobs[0].args[1] == {"post_id": item["id"], "author_id": amy_id}
     jobs[0].perform()
-    assert sorted(room for event, room in pushed if event == "post_created") == sorted(
-        [f"user:{people['bob'][0]}", f"user:{people['cat'][0]}"]
-    )
+    assert [(event, sorted(rooms)) for event, rooms in pushed if event == "post_created"] == [
+        ("post_created", sorted([f"user:{people['bob'][0]}", f"user:{people['cat'][0]}"]))
+    ]

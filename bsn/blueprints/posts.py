@@ -82,7 +82,7 @@ def list_posts(args):
 @blp.arguments(PostCreateSchema)
 @blp.response(201, PostSchema)
 def create(body):
-    post = posts.create_post(current_caller(), body["body"], body["visibility"], body["media"])
+    post = posts.create_post(current_caller(), body["body"], body["visibility"], body["media"], body.get("client_id"))
     # Plain data built by the service; PostSchema documents its shape.
     return _json_response(json.dumps(post, separators=(",", ":")).encode(), 201)
 

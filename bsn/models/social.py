@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bsn.extensions import db
@@ -73,9 +73,19 @@ class Post(db.Model):
     edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     hidden_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # by a moderator, or held for review
     group_id: Mapped[int | None] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"))  # a group post
+    client_id: Mapped[str | None] = mapped_column(String(64))  # the author's client's id for it, if it sent one
 
     __table_args__ = (
         Index("ix_posts_created_at_id", "created_at", "id"),
+        # A retried create with the same client_id finds the first post instead of making a second.
+        Index(
+            "uq_posts_author_id_client_id",
+            "author_id",
+            "client_id",
+            unique=True,
+            sqlite_where=text("client_id IS NOT NULL"),
+            postgresql_where=text("client_id IS NOT NULL"),
+        ),
         Index("ix_posts_author_id_created_at_id", "author_id", "created_at", "id"),
         Index("ix_posts_group_id_created_at_id", "group_id", "created_at", "id"),
         CheckConstraint("like_count >= 0 AND comment_count >= 0", name="counts_not_negative"),

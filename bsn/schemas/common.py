@@ -58,6 +58,9 @@ class ErrorSchema(Schema):
     error = fields.Nested(ErrorBodySchema, required=True)
 
 
+# A client's own id for what it creates, so that a retry is recognised (messages, posts).
+CLIENT_ID = validate.Length(min=1, max=64)
+
 UNSTORABLE = "Must not contain NUL characters or unpaired surrogates."
 
 

@@ -3,10 +3,9 @@
 from marshmallow import Schema, fields, validate
 
 from bsn.schemas.accounts import UserSchema
-from bsn.schemas.common import Timestamp
+from bsn.schemas.common import CLIENT_ID, Timestamp
 
 EMOJI = validate.Length(min=1, max=32)
-CLIENT_ID = validate.Length(min=1, max=64)
 # The columns' ranges (conversation and user ids are INTEGER; message and notification ids and seqs BIGINT):
 # a value outside matches nothing, and the database refuses to even compare it (PostgreSQL: integer out of
 # range; SQLite: no 64-bit integer).

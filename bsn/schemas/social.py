@@ -3,7 +3,7 @@
 from marshmallow import Schema, fields, validate
 
 from bsn.schemas.accounts import UserSchema
-from bsn.schemas.common import Timestamp
+from bsn.schemas.common import CLIENT_ID, Timestamp
 from bsn.schemas.nft import page_of
 
 
@@ -51,6 +51,11 @@ class PostCreateSchema(Schema):
         fields.Url(schemes={"https"}, validate=validate.Length(max=500)),
         load_default=list,
         validate=validate.Length(max=10),
+    )
+    client_id = fields.String(
+        validate=CLIENT_ID,
+        allow_none=True,
+        metadata={"description": "the client's id for this post: sent again, it answers the first post"},
     )
 
 

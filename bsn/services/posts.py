@@ -12,6 +12,7 @@ from datetime import datetime
 
 from flask import current_app, has_request_context, request
 from sqlalchemy import Integer, and_, bindparam, delete, exists, func, insert, or_, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
 
 from bsn import cache, realtime
 from bsn.actors import Actor
@@ -56,23 +57,40 @@ def _tags_and_mentions(post_id: int, body: str, actor_id: int, new: bool = False
             notifications.notify(user_id, "mention", actor_id, {"post_id": post_id})
 
 
-def create_post(author: Actor, body: str, visibility: str = PUBLIC, media: list[str] | None = None) -> dict:
+def create_post(
+    author: Actor, body: str, visibility: str = PUBLIC, media: list[str] | None = None, client_id: str | None = None
+) -> dict:
+    """Store a post and tell the author's followers. A `client_id` the author used before answers the post
+    stored the first time (whatever this call's body), so a retry after a lost answer makes no second post."""
     body = check_body(body)
     held = moderation.screen(body) == moderation.HOLD
     at = clock_now()
     values = {"author_id": author.id, "body": body, "visibility": visibility, "media": media or []}
-    values.update(like_count=0, comment_count=0, created_at=at, hidden_at=at if held else None)
+    values.update(like_count=0, comment_count=0, created_at=at, hidden_at=at if held else None, client_id=client_id)
     if not held and not HASHTAG.search(body) and not MENTION.search(body):
         # Nothing else to write: the INSERT alone, in autocommit (no BEGIN and COMMIT round trips).
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             author_json = _author(author.id, connection)
-            post_id = connection.execute(_INSERT, values).scalar_one()
+            try:
+                post_id = connection.execute(_INSERT, values).scalar_one()
+            except IntegrityError:
+                earlier = _earlier(author, client_id)
+                if earlier is None:
+                    raise
+                return earlier
         data = _created(post_id, author_json, values)
         fan_out_later("post_created", {"post_id": post_id, "author_id": author.id}, author.id, [cache.GEN])
         return data
     # One INSERT ... RETURNING as Core on the session's connection, without the unit of work's bookkeeping
     # for an object nobody reads again; the cache is told, as Core statements are not seen (bsn/cache.py).
-    post_id = db.session.connection().execute(_INSERT, values).scalar_one()
+    try:
+        post_id = db.session.connection().execute(_INSERT, values).scalar_one()
+    except IntegrityError:
+        db.session.rollback()
+        earlier = _earlier(author, client_id)
+        if earlier is None:
+            raise
+        return earlier
     cache.changed(db.session)
     if held:
         moderation.hold_for_review("post", post_id, "auto-moderation: held for review")
@@ -91,6 +109,14 @@ def create_post(author: Actor, body: str, visibility: str = PUBLIC, media: list[
         # Popular authors have thousands of followers: the fan-out is a job, not part of the request.
         fan_out_later("post_created", {"post_id": post_id, "author_id": author.id}, author.id, moved)
     return data
+
+
+def _earlier(author: Actor, client_id: str | None) -> dict | None:
+    """The post a retried create (same author, same client_id) stored the first time, if that is what this is."""
+    if client_id is None:
+        return None
+    post_id = db.session.scalar(select(Post.id).where(Post.author_id == author.id, Post.client_id == client_id))
+    return None if post_id is None else get_post(author, post_id)
 
 
 def _created(post_id: int, author: dict, values: dict) -> dict:
@@ -155,8 +181,9 @@ def fan_out(event: str, data: dict, author_id: int, batch: int = 5000) -> int:
             .order_by(Follow.follower_id)
             .limit(batch)
         ).all()
-        for follower_id in followers:
-            realtime.emit(event, data, "/feed", realtime.user_room(follower_id))
+        if followers:
+            # One publish for the whole batch, not one per follower.
+            realtime.emit(event, data, "/feed", [realtime.user_room(follower_id) for follower_id in followers])
         told += len(followers)
         if len(followers) < batch:
             return told
