@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -15,3 +15,6 @@ class Caller:
     """An authenticated caller whose user row has not been loaded (the token cache answered)."""
 
     id: int
+    # The account's cached copy (JSON) when the token check brought it along in its round trip: services
+    # that present the caller use it instead of asking again. Valid for the request it came with.
+    account: bytes | None = field(default=None, compare=False, repr=False)

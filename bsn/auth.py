@@ -40,14 +40,12 @@ def _resolve(rate_hits=None) -> tuple[Caller | None, BSNError | None]:
     found = accounts.lookup_token(token, rate_hits)
     if found.user_id is None:
         return None, Unauthorized("The token is invalid, expired or revoked.", code="invalid_token")
-    if found.account is not None:
-        request.environ[accounts.PREFETCHED_ACCOUNT] = (found.user_id, found.account)
     if found.counts:
         request.environ[PREHITS] = {
             hit.prefix + str(found.user_id) + hit.suffix: count
             for hit, count in zip(rate_hits, found.counts, strict=True)
         }
-    return Caller(found.user_id), None
+    return Caller(found.user_id, found.account), None
 
 
 # Rate-limit counters that the token lookup of this request has already hit: {Redis key: count}.

@@ -90,18 +90,31 @@ def test_a_profile_change_is_seen_at_once_through_the_combined_lookup(client, ma
     assert client.get("/api/auth/user/", headers=auth(token)).get_json()["display_name"] == "Alice A."
 
 
-def test_a_change_within_the_request_drops_the_copy_the_lookup_brought(app, make_user):
-    from bsn.actors import Caller
+def test_the_caller_carries_the_account_copy_its_lookup_brought(app, make_user, monkeypatch):
+    """The token check's round trip brought the account along: presenting the caller asks Redis nothing more.
+
+    The copy is the one of the request's start. A handler that changes the account answers with what the
+    change returns (PATCH /api/auth/user/ does), and the change rewrites the shared copy for the next request.
+    """
     from bsn.auth import current_caller
 
     user_id, token = make_user("alice")
     with app.test_request_context("/api/auth/user/", headers=auth(token)):
         accounts.own_account(current_caller())  # fills the token cache and the account copy
     with app.test_request_context("/api/auth/user/", headers=auth(token)):
-        assert current_caller().id == user_id
-        assert accounts._prefetched_account(user_id) is not None
-        accounts.update_profile(db.session.get(User, user_id), {"bio": "changed"})
-        assert accounts.own_account(Caller(user_id))["bio"] == "changed"
+        caller = current_caller()
+        assert caller.id == user_id and caller.account is not None
+
+        def no_more_round_trips(*args, **kwargs):
+            raise AssertionError("asked Redis again")
+
+        monkeypatch.setattr(redis_store.client, "get", no_more_round_trips)
+        assert accounts.own_account(caller)["username"] == "alice"
+        monkeypatch.undo()
+        changed = accounts.update_profile(db.session.get(User, user_id), {"bio": "changed"})
+        assert changed.bio == "changed"
+    with app.test_request_context("/api/auth/user/", headers=auth(token)):
+        assert accounts.own_account(current_caller())["bio"] == "changed"
 
 
 def test_a_stale_account_fill_cannot_overwrite_a_change(client, make_user, ctx):

@@ -13,7 +13,7 @@ from datetime import timedelta
 import redis
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from flask import current_app, has_request_context, request
+from flask import current_app
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -280,8 +280,6 @@ def user_json(user: User | None) -> dict | None:
 
 ACCOUNT_CACHE_PREFIX = "auth:account:"
 ACCOUNT_CACHE = ACCOUNT_CACHE_PREFIX + "{}"
-# Where bsn.auth keeps the account copy that the request's token lookup brought along: (user id, JSON).
-PREFETCHED_ACCOUNT = "bsn.auth.account"
 ACCOUNT_FIELDS = ("id", "username", "email", "display_name", "bio", "avatar_url", "role")
 
 
@@ -292,7 +290,7 @@ def own_account(actor: Actor) -> dict:
     reader that loaded the row before a change can never put the old version back. The copy usually
     came along with the request's token lookup (same round trip); otherwise it costs one GET.
     """
-    cached = _prefetched_account(actor.id)
+    cached = getattr(actor, "account", None)
     if cached is None:
         try:
             cached = redis_store.client.get(ACCOUNT_CACHE.format(actor.id))
@@ -308,13 +306,6 @@ def own_account(actor: Actor) -> dict:
     return _cache_account(user, only_if_absent=True)
 
 
-def _prefetched_account(user_id: int) -> bytes | None:
-    if not has_request_context():
-        return None
-    found = request.environ.get(PREFETCHED_ACCOUNT)
-    return found[1] if found and found[0] == user_id else None
-
-
 def _cache_account(user: User, *, only_if_absent: bool) -> dict:
     """Rewrite (or, for a suspended user, delete) the account's cached copy after a change.
 
@@ -325,9 +316,6 @@ def _cache_account(user: User, *, only_if_absent: bool) -> dict:
     account["email_verified"] = user.email_verified_at is not None
     account["created_at"] = isoformat(user.created_at)
     key = ACCOUNT_CACHE.format(user.id)
-    if not only_if_absent and has_request_context():
-        # A copy this request brought along before the change is stale now.
-        request.environ.pop(PREFETCHED_ACCOUNT, None)
     try:
         if user.is_suspended or user.is_deleted:
             redis_store.client.delete(key)

@@ -10,7 +10,7 @@ import json
 import re
 from datetime import datetime
 
-from flask import current_app, has_request_context, request
+from flask import current_app
 from sqlalchemy import Integer, and_, bindparam, delete, exists, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
@@ -23,7 +23,7 @@ from bsn.errors import Forbidden, NotFound, ValidationError
 from bsn.extensions import db
 from bsn.models import Block, Comment, Follow, Group, GroupMember, Mute, Post, PostLike, PostTag, User
 from bsn.services import moderation, notifications
-from bsn.services.accounts import PREFETCHED_ACCOUNT, user_json
+from bsn.services.accounts import user_json
 from bsn.services.users import blocked_between
 
 PUBLIC, FOLLOWERS = "public", "followers"
@@ -70,7 +70,7 @@ def create_post(
     if not held and not HASHTAG.search(body) and not MENTION.search(body):
         # Nothing else to write: the INSERT alone, in autocommit (no BEGIN and COMMIT round trips).
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            author_json = _author(author.id, connection)
+            author_json = _author(author, connection)
             try:
                 post_id = connection.execute(_INSERT, values).scalar_one()
             except IntegrityError:
@@ -96,7 +96,7 @@ def create_post(
         moderation.hold_for_review("post", post_id, "auto-moderation: held for review")
     else:
         _tags_and_mentions(post_id, body, author.id, new=True)
-    data = _created(post_id, _author(author.id, db.session.connection()), values)
+    data = _created(post_id, _author(author, db.session.connection()), values)
     # The cache generations this commit moves go out with the fan-out job, in its round trip.
     cache.hold(db.session)
     try:
@@ -135,14 +135,14 @@ def _created(post_id: int, author: dict, values: dict) -> dict:
     }
 
 
-def _author(user_id: int, connection) -> dict:
+def _author(author: Actor, connection) -> dict:
     """The author as lists show them: the account copy the token check usually brought along, else one query."""
-    prefetched = request.environ.get(PREFETCHED_ACCOUNT) if has_request_context() else None
-    if prefetched is not None and prefetched[0] == user_id:
-        account = json.loads(prefetched[1])
+    prefetched = getattr(author, "account", None)
+    if prefetched is not None:
+        account = json.loads(prefetched)
         return {key: account[key] for key in AUTHOR_FIELDS}
-    row = connection.execute(_AUTHOR, {"user_id": user_id}).one()
-    return {"id": user_id, "username": row.username, "display_name": row.display_name, "avatar_url": row.avatar_url}
+    row = connection.execute(_AUTHOR, {"user_id": author.id}).one()
+    return {"id": author.id, "username": row.username, "display_name": row.display_name, "avatar_url": row.avatar_url}
 
 
 AUTHOR_FIELDS = ("id", "username", "display_name", "avatar_url")
