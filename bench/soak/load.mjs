@@ -7,8 +7,9 @@
 // a socket.io-client websocket to /chat with its own token; it joins its room's conversation (acknowledged) and
 // sends `send_message` every intervalMs, client i offset by i/N of the interval, as the harness's loadgen does.
 // Latency runs from the emit to each member's `new_message`, the sender's own copy included. Each miner sends
-// PATCH /api/mining/heartbeat/ every heartbeatSeconds (offset by its index), and PATCH activity-check/ every
-// activitySeconds, so a session outlives ACTIVITY_TIMEOUT in a long run; latency is the request's round trip.
+// PATCH /api/mining/heartbeat/ every heartbeatSeconds (offset by its index), and PATCH activity-check/ instead every
+// activitySeconds (phased by its index), so a session outlives ACTIVITY_TIMEOUT in a long run; latency is the
+// request's round trip.
 //
 // Output on stdout, one JSON object a line: {"type": "ready"} once every client has joined, then one
 // {"type": "minute", ...} per minute of send time (printed 5 s after the minute ends, so deliveries in flight
@@ -223,10 +224,13 @@ async function main() {
   miners.forEach((token, i) => {
     let n = 0;
     const off = (i / miners.length) * hbMs;
+    // Users' activity checks come whenever they touch the app, not all in the same minute: each miner's are
+    // phased by its index, so about miners/activityEvery of each heartbeat round are activity checks.
+    const phase = i % activityEvery;
     const tick = () => {
       if (performance.now() >= end) return;
       n++;
-      heartbeat(token, n % activityEvery === 0 ? 'activity' : 'heartbeat');
+      heartbeat(token, (n + phase) % activityEvery === 0 ? 'activity' : 'heartbeat');
       setTimeout(tick, Math.max(0, t0 + off + n * hbMs - performance.now()));
     };
     setTimeout(tick, off);
