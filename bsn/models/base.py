@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC
 
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, Index, text
 from sqlalchemy.types import TypeDecorator
 
 from bsn.clock import now as utcnow
@@ -31,3 +31,10 @@ class UTCDateTime(TypeDecorator):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def client_id_index(table: str, owner: str) -> Index:
+    """Unique (owner, client_id) where a client_id was sent: a retried create finds what the first one stored."""
+    where = text("client_id IS NOT NULL")
+    name = f"uq_{table}_{owner}_client_id"
+    return Index(name, owner, "client_id", unique=True, sqlite_where=where, postgresql_where=where)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from bsn.extensions import db
-from bsn.models.base import UTCDateTime, utcnow
+from bsn.models.base import UTCDateTime, client_id_index, utcnow
 from bsn.models.tokens import BigId
 
 
@@ -63,15 +63,7 @@ class Message(db.Model):
     __table_args__ = (
         # Reading by seq in either direction, and seq's uniqueness, from one index.
         UniqueConstraint("conversation_id", "seq", name="uq_messages_conversation_id_seq"),
-        # A retried send with the same client_id finds the first one.
-        Index(
-            "uq_messages_sender_id_client_id",
-            "sender_id",
-            "client_id",
-            unique=True,
-            sqlite_where=text("client_id IS NOT NULL"),
-            postgresql_where=text("client_id IS NOT NULL"),
-        ),
+        client_id_index("messages", "sender_id"),
     )
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bsn.extensions import db
-from bsn.models.base import UTCDateTime, utcnow
+from bsn.models.base import UTCDateTime, client_id_index, utcnow
 from bsn.models.tokens import BigId
 
 
@@ -77,15 +77,7 @@ class Post(db.Model):
 
     __table_args__ = (
         Index("ix_posts_created_at_id", "created_at", "id"),
-        # A retried create with the same client_id finds the first post instead of making a second.
-        Index(
-            "uq_posts_author_id_client_id",
-            "author_id",
-            "client_id",
-            unique=True,
-            sqlite_where=text("client_id IS NOT NULL"),
-            postgresql_where=text("client_id IS NOT NULL"),
-        ),
+        client_id_index("posts", "author_id"),
         Index("ix_posts_author_id_created_at_id", "author_id", "created_at", "id"),
         Index("ix_posts_group_id_created_at_id", "group_id", "created_at", "id"),
         CheckConstraint("like_count >= 0 AND comment_count >= 0", name="counts_not_negative"),
