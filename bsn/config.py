@@ -133,6 +133,7 @@ def load_settings(instance_path: str) -> dict:
         "MESSAGE_MAX_LENGTH": _int("MESSAGE_MAX_LENGTH", 4000),
         "MESSAGE_EDIT_WINDOW": _int("MESSAGE_EDIT_WINDOW", 15 * 60),
         "SYNC_BATCH": _int("SYNC_BATCH", 500),
+        "CHAT_MAX_WAITING_SENDS": _int("CHAT_MAX_WAITING_SENDS", 1000),
         "SOCKET_RATE_LIMIT": _env("SOCKET_RATE_LIMIT", "60 per 10 seconds"),
         "TYPING_TIMEOUT": _int("TYPING_TIMEOUT", 10),
         "PRESENCE_REFRESH_INTERVAL": _int("PRESENCE_REFRESH_INTERVAL", 10),

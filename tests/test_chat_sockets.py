@@ -150,3 +150,45 @@ def test_presence_is_shown_to_contacts_only_and_goes_offline(sockets, pair, make
     ben.close()
     offline = ann.wait_for("presence", "/presence", lambda p: p["user_id"] == pair["ben"][0] and not p["online"])
     assert offline[0]["last_seen"].endswith("Z")
+
+
+def test_sends_beyond_the_waiting_bound_are_refused_before_anything_is_stored(app, pair, monkeypatch):
+    """In process, on the namespace itself: every turn is taken, two sends wait, the third is refused."""
+    import threading
+    import time
+
+    from bsn.actors import Caller
+    from bsn.errors import ServiceUnavailable
+    from bsn.extensions import socketio
+    from bsn.sockets.chat import SEND_CONCURRENCY
+
+    chat_ns = socketio.server.namespace_handlers[CHAT]
+    monkeypatch.setitem(app.config, "CHAT_MAX_WAITING_SENDS", 2)
+    ann = Caller(pair["ann"][0])
+    answers = {}
+
+    def send(i):
+        with app.app_context():
+            payload = {"conversation_id": pair["chat"], "body": f"m{i}", "client_id": f"w{i}"}
+            answers[i] = chat_ns.on_send_message(ann, payload)
+
+    for _ in range(SEND_CONCURRENCY):
+        chat_ns._sends.acquire()
+    waiting = [threading.Thread(target=send, args=(i,)) for i in range(2)]
+    try:
+        for thread in waiting:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while chat_ns._waiting < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert chat_ns._waiting == 2
+        with app.app_context(), pytest.raises(ServiceUnavailable):
+            chat_ns.on_send_message(ann, {"conversation_id": pair["chat"], "body": "m2", "client_id": "w2"})
+    finally:
+        for _ in range(SEND_CONCURRENCY):
+            chat_ns._sends.release()
+        for thread in waiting:
+            thread.join(timeout=10)
+    assert sorted(answer["seq"] for answer in answers.values()) == [1, 2] and chat_ns._waiting == 0
+    page = app.test_client().get(f"/api/conversations/{pair['chat']}/messages/", headers=auth(pair["ann"][1]))
+    assert sorted(m["client_id"] for m in page.get_json()["results"]) == ["w0", "w1"]  # the refused one: nothing

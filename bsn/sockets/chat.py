@@ -9,6 +9,7 @@ from flask import current_app, request
 from flask_socketio import emit, join_room
 
 from bsn.actors import Caller
+from bsn.errors import ServiceUnavailable
 from bsn.extensions import db, redis_store, socketio
 from bsn.realtime import jsonable
 from bsn.schemas.messaging import JoinPayload, ReactPayload, ReadPayload, SocketSendSchema, SyncPayload, TypingPayload
@@ -49,6 +50,8 @@ class ChatNamespace(BSNNamespace):
         self._typing: dict[tuple[int, int], list] = {}
         self._typing_lock = threading.Lock()
         self._sends = _semaphore(SEND_CONCURRENCY)
+        self._waiting = 0  # sends of this process queued for a turn (gevent: no two greenlets change it at once)
+        self._waiting_lock = threading.Lock()
 
     def connected(self, caller: Caller) -> None:
         for conversation_id in messaging.conversation_ids(caller.id):
@@ -69,8 +72,19 @@ class ChatNamespace(BSNNamespace):
     def on_send_message(self, caller, payload):
         # Sends take turns past this point, a few at a time: a burst then waits here in order, holding
         # nothing, instead of as many greenlets holding pooled database and Redis connections while
-        # they wait for the database's single writer (and running the pools dry).
-        with self._sends:
+        # they wait for the database's single writer (and running the pools dry). Under an overload the
+        # queue is bounded: past CHAT_MAX_WAITING_SENDS a send is refused before anything is stored, and
+        # the client, told so, resends with its client_id; waiting without end would only grow memory.
+        with self._waiting_lock:
+            if self._waiting >= current_app.config["CHAT_MAX_WAITING_SENDS"]:
+                raise ServiceUnavailable("Too many messages are waiting to be stored; send again shortly.")
+            self._waiting += 1
+        try:
+            self._sends.acquire()
+        finally:
+            with self._waiting_lock:
+                self._waiting -= 1
+        try:
             message = messaging.send_message(
                 caller,
                 payload["conversation_id"],
@@ -78,6 +92,8 @@ class ChatNamespace(BSNNamespace):
                 payload.get("client_id"),
                 payload.get("attachments"),
             )
+        finally:
+            self._sends.release()
         key = (caller.id, payload["conversation_id"])
         if key in self._typing:
             self._stop_typing(key)
