@@ -15,11 +15,13 @@ from sqlalchemy.pool import Pool
 
 from bsn import http, logs, outages, sqlite
 from bsn.config import load_settings
-from bsn.extensions import cors, db, limiter, migrate, redis_store, socketio
+from bsn.extensions import cors, db, limiter, migrate, redis_pool, redis_store, socketio
 
 
 def create_app(config: dict | None = None) -> Flask:
-    app = Flask(__name__, instance_path=os.environ.get("BSN_INSTANCE_PATH") or None, instance_relative_config=True)
+    app = http.BSNFlask(
+        __name__, instance_path=os.environ.get("BSN_INSTANCE_PATH") or None, instance_relative_config=True
+    )
     os.makedirs(app.instance_path, exist_ok=True)
     app.config.update(load_settings(app.instance_path))
     app.config.update(config or {})
@@ -64,6 +66,8 @@ def _derive_settings(app: Flask) -> None:
             options.setdefault("max_overflow", config["DB_POOL_SIZE"])
     config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     config.setdefault("RATELIMIT_STORAGE_URI", config["REDIS_URL"])
+    if config["RATELIMIT_STORAGE_URI"] == config["REDIS_URL"]:
+        config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"connection_pool": redis_pool(config["REDIS_URL"], config)})
     config.setdefault("RATELIMIT_STRATEGY", "fixed-window")
     config.setdefault("RATELIMIT_KEY_PREFIX", "bsn-rl")
     config["RATELIMIT_SWALLOW_ERRORS"] = config["RATELIMIT_FAIL_OPEN"]
@@ -170,7 +174,7 @@ def _init_socketio(app: Flask) -> None:
     socketio.init_app(
         app,
         async_mode=async_mode,
-        client_manager=RecoveringRedisManager(app.config["REDIS_URL"]),
+        client_manager=RecoveringRedisManager(app.config["REDIS_URL"], app.config),
         cors_allowed_origins=_origin_check(app.config["CORS_ORIGINS"]),
         # A ping every 25 s with 20 s to answer keeps idle connections open through proxies.
         ping_interval=25,

@@ -73,7 +73,7 @@ def _user_limit_hits():
     if (
         config.get("RATELIMIT_STRATEGY") != "fixed-window"
         or config.get("RATELIMIT_STORAGE_URI") != config["REDIS_URL"]
-        or config.get("RATELIMIT_STORAGE_OPTIONS")
+        or set(config.get("RATELIMIT_STORAGE_OPTIONS") or ()) - {"connection_pool"}
         or config.get("RATELIMIT_DEFAULTS_COST", 1) != 1
         or config.get("RATELIMIT_DEFAULTS_DEDUCT_WHEN")
         or config.get("RATELIMIT_DEFAULTS_EXEMPT_WHEN")
@@ -141,6 +141,27 @@ class BSNLimiter(Limiter):
 limiter = BSNLimiter(key_func=_rate_limit_key, default_limits=[_default_limit])
 
 
+# How long a Redis call waits for a free pooled connection before it fails (as an outage would).
+POOL_WAIT_SECONDS = 5
+
+
+def redis_pool(url: str, config) -> redis.BlockingConnectionPool:
+    """A Redis connection pool on which a call waits for a free connection, up to POOL_WAIT_SECONDS.
+
+    redis-py's default pool fails at once past its size ("Too many connections"): on gevent, a burst of a
+    thousand socket events made as many greenlets reach for Redis together, and the failures (each answered
+    with an error event, itself published through Redis) fed on themselves until almost nothing was stored.
+    """
+    return redis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=config["REDIS_MAX_CONNECTIONS"],
+        timeout=POOL_WAIT_SECONDS,
+        socket_timeout=5,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+
+
 class RedisHolder:
     """One Redis client per process, shared by caches, liveness records and rate limits."""
 
@@ -148,9 +169,7 @@ class RedisHolder:
         self._client: redis.Redis | None = None
 
     def init_app(self, app: Flask) -> None:
-        self._client = redis.Redis.from_url(
-            app.config["REDIS_URL"], socket_timeout=5, socket_connect_timeout=5, health_check_interval=30
-        )
+        self._client = redis.Redis(connection_pool=redis_pool(app.config["REDIS_URL"], app.config))
         app.extensions["bsn_redis"] = self._client
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import redis
 import socketio
 
 CHANNEL = "flask-socketio"  # Flask-SocketIO's default: every process, web or worker, publishes here
@@ -20,9 +21,21 @@ class RecoveringRedisManager(socketio.RedisManager):
     on reconnect. The loop is python-socketio's own `_redis_listen_with_retries` with that added.
     """
 
-    def __init__(self, url: str, **kwargs) -> None:
+    def __init__(self, url: str, config=None, **kwargs) -> None:
         kwargs.setdefault("channel", CHANNEL)
         super().__init__(url, **kwargs)
+        self._config = config
+
+    def _redis_connect(self):
+        # python-socketio's, on a pool where a publish waits for a free connection (bsn.extensions.redis_pool)
+        # instead of failing past redis-py's 100 and making a new client to retry with.
+        if self._config is None:
+            return super()._redis_connect()
+        from bsn.extensions import redis_pool
+
+        self.redis = redis.Redis(connection_pool=redis_pool(self.redis_url, self._config))
+        self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        self.connected = True
 
     def _redis_listen_with_retries(self):
         retry_sleep = 1

@@ -139,6 +139,17 @@ def test_a_flood_is_limited_with_errors_not_crashes(sockets, pair):
     assert ann.sio.connected
 
 
+def test_concurrent_events_of_one_user_are_counted_exactly(sockets, pair):
+    """Events arriving together share one pipelined round trip for their limit hits: none is lost or double-counted."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tabs = [sockets(pair["ann"][1]) for _ in range(3)]
+    with ThreadPoolExecutor(len(tabs)) as pool:
+        acks = [a for batch in pool.map(lambda tab: [tab.call("ping") for _ in range(40)], tabs) for a in batch]
+    assert sum(1 for a in acks if a.get("ok")) == 100
+    assert [a["error"]["code"] for a in acks if not a.get("ok")] == ["rate_limited"] * 20
+
+
 def test_presence_is_shown_to_contacts_only_and_goes_offline(sockets, pair, make_user):
     _, stranger = make_user("stranger")
     ann = sockets(pair["ann"][1], ("/presence",))

@@ -2,6 +2,8 @@
 
 import logging
 
+import pytest
+
 from tests.conftest import auth
 
 
@@ -145,3 +147,40 @@ def test_a_database_error_logs_no_parameters(client, make_user, caplog):
     assert response.status_code == 422
     text = "\n".join(r.getMessage() + str(vars(r)) for r in caplog.records)
     assert "unstorable value" in text and str(private) not in text
+
+
+def test_there_is_no_cookie_session_to_rely_on(app):
+    from flask import session
+
+    with app.test_request_context("/", headers={"Cookie": "session=forged"}):
+        assert not session
+        with pytest.raises(RuntimeError):
+            session["user_id"] = 1
+
+
+def test_the_web_process_keeps_its_start_up_objects_out_of_the_collector(app):
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT, service_env
+
+    probe = "import gc, wsgi; print(gc.get_freeze_count(), len(gc.get_objects()))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=service_env(app), capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    frozen, tracked = map(int, out.stdout.split()[-2:])
+    # A full collection scans only the tracked objects: a small fraction of what start-up made.
+    assert frozen > 50_000 and tracked < frozen / 10
+
+
+def test_socket_events_skip_url_matching(app):
+    from flask import request
+
+    # Flask-SocketIO builds each event's request from the handshake: nothing there to route.
+    with app.test_request_context("/socket.io/?EIO=4&transport=websocket"):
+        assert request.routing_exception is None and request.url_rule is None
+    with app.test_request_context("/api/no-such-thing/"):
+        assert request.routing_exception is not None
+    with app.test_request_context("/api/posts/"):
+        assert request.url_rule is not None

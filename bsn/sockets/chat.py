@@ -6,7 +6,7 @@ import threading
 import time
 
 from flask import current_app, request
-from flask_socketio import emit, join_room
+from flask_socketio import join_room
 
 from bsn.actors import Caller
 from bsn.errors import ServiceUnavailable
@@ -14,7 +14,7 @@ from bsn.extensions import db, redis_store, socketio
 from bsn.realtime import jsonable
 from bsn.schemas.messaging import JoinPayload, ReactPayload, ReadPayload, SocketSendSchema, SyncPayload, TypingPayload
 from bsn.services import messaging
-from bsn.sockets.base import BSNNamespace
+from bsn.sockets.base import BSNNamespace, emit_to_caller
 
 # A typing "true" is passed on at most this often per user and conversation; renewals in between
 # only push its expiry back.
@@ -167,5 +167,5 @@ class ChatNamespace(BSNNamespace):
         return jsonable(messaging.sync(caller, payload["conversation_id"], payload["after_seq"]))
 
     def on_ping(self, caller, payload):
-        emit("pong", {"ts": time.time()})
+        emit_to_caller("pong", {"ts": time.time()})
         return {"ok": True}

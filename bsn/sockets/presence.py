@@ -1,11 +1,10 @@
 """The /presence namespace: heartbeats from clients, and presence queries about people one talks with."""
 
-from flask_socketio import emit
 from marshmallow import Schema, fields, validate
 
 from bsn.schemas.messaging import int32
 from bsn.services import presence
-from bsn.sockets.base import BSNNamespace
+from bsn.sockets.base import BSNNamespace, emit_to_caller
 
 
 class QueryPayload(Schema):
@@ -26,7 +25,7 @@ class PresenceNamespace(BSNNamespace):
     def on_query(self, caller, payload):
         answer = presence.query(caller, payload["user_ids"])
         for entry in answer:
-            emit("presence", entry)
+            emit_to_caller("presence", entry)
         return {"results": answer}
 
     def local_connections_of(self, user_id: int) -> dict[int, set[str]]:

@@ -1,0 +1,74 @@
+"""Redis connection pools: a burst larger than a pool waits for a free connection instead of failing."""
+
+import threading
+
+import redis
+
+from bsn.extensions import limiter, redis_pool, redis_store
+
+
+def _burst(client: redis.Redis, callers: int) -> list:
+    """`callers` threads at once, each holding a connection for 0.2 s (a blocking pop on an empty list)."""
+    failures: list = []
+
+    def call():
+        try:
+            client.blpop(["bsn-test-nothing"], timeout=0.2)
+        except redis.RedisError as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return failures
+
+
+def test_a_burst_beyond_the_pool_waits_for_a_connection(redis_url):
+    client = redis.Redis(connection_pool=redis_pool(redis_url, {"REDIS_MAX_CONNECTIONS": 2}))
+    try:
+        assert _burst(client, 12) == []
+    finally:
+        client.close()
+
+
+def test_redis_pys_own_pool_would_fail_that_burst(redis_url):
+    # What the blocking pool replaces: past its size, redis-py's default pool refuses at once.
+    client = redis.Redis.from_url(redis_url, max_connections=2)
+    try:
+        failures = _burst(client, 12)
+    finally:
+        client.close()
+    assert failures and all("Too many connections" in str(exc) for exc in failures)
+
+
+def test_every_redis_client_of_the_app_waits_on_a_pool_of_the_configured_size(app):
+    from bsn.socketqueue import RecoveringRedisManager
+    from bsn.sockets.base import BSNNamespace
+
+    size = app.config["REDIS_MAX_CONNECTIONS"]
+    with app.test_request_context():
+        namespace = BSNNamespace("/pool-test")
+        namespace._rate_limit(1, "ping")
+        manager = RecoveringRedisManager(app.config["REDIS_URL"], app.config)
+        manager._redis_connect()
+        pools = {
+            "shared client": redis_store.client.connection_pool,
+            "REST rate limits": limiter.storage.storage.connection_pool,
+            "socket rate limits": namespace._limiter.storage.storage.connection_pool,
+            "Socket.IO queue": manager.redis.connection_pool,
+        }
+        manager.redis.close()
+    for name, pool in pools.items():
+        assert isinstance(pool, redis.BlockingConnectionPool), name
+        assert pool.max_connections == size, name
+
+
+def test_the_pool_size_is_a_setting(monkeypatch):
+    from bsn.config import load_settings
+
+    monkeypatch.delenv("REDIS_MAX_CONNECTIONS", raising=False)
+    assert load_settings("/tmp")["REDIS_MAX_CONNECTIONS"] == 100
+    monkeypatch.setenv("REDIS_MAX_CONNECTIONS", "7")
+    assert load_settings("/tmp")["REDIS_MAX_CONNECTIONS"] == 7
