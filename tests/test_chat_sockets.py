@@ -203,3 +203,24 @@ def test_sends_beyond_the_waiting_bound_are_refused_before_anything_is_stored(ap
     assert sorted(answer["seq"] for answer in answers.values()) == [1, 2] and chat_ns._waiting == 0
     page = app.test_client().get(f"/api/conversations/{pair['chat']}/messages/", headers=auth(pair["ann"][1]))
     assert sorted(m["client_id"] for m in page.get_json()["results"]) == ["w0", "w1"]  # the refused one: nothing
+
+
+def test_a_connect_failing_after_it_registered_leaves_no_presence_behind(app, pair, monkeypatch):
+    """In process: python-socketio runs no disconnect for a failed connect, so the connect undoes itself."""
+    from flask import request
+
+    from bsn.extensions import socketio
+    from bsn.services import messaging, presence
+
+    def unavailable(user_id):
+        raise RuntimeError("database gone")
+
+    chat_ns = socketio.server.namespace_handlers[CHAT]
+    monkeypatch.setattr(messaging, "conversation_ids", unavailable)
+    ann_id, token = pair["ann"]
+    with app.test_request_context("/socket.io/"):
+        request.sid, request.namespace = "failed-connect", CHAT
+        with pytest.raises(RuntimeError):
+            chat_ns.on_connect({"token": token})
+        assert "failed-connect" not in chat_ns.callers
+        assert presence.online_among([ann_id]) == set()

@@ -62,11 +62,28 @@ class BSNNamespace(Namespace):
             raise ConnectionRefusedError("unauthorized: send auth {token: <bearer token>}")
         with self._lock:
             self.callers[request.sid] = user_id
-        join_room(realtime.user_room(user_id))
-        presence.connected(user_id, self._connection(request.sid))
-        db.session.rollback()
-        registry.started(current_app._get_current_object())
-        self.connected(Caller(user_id))
+        registered = False
+        try:
+            join_room(realtime.user_room(user_id))
+            presence.connected(user_id, self._connection(request.sid))
+            registered = True
+            db.session.rollback()
+            registry.started(current_app._get_current_object())
+            self.connected(Caller(user_id))
+        except Exception:
+            # python-socketio runs no disconnect for a connect that failed: left in `callers`, this socket
+            # would be refreshed as a live presence for as long as the process runs.
+            self._forget(user_id, request.sid, registered)
+            raise
+
+    def _forget(self, user_id: int, sid: str, registered: bool) -> None:
+        with self._lock:
+            self.callers.pop(sid, None)
+        if registered:
+            try:
+                presence.disconnected(user_id, self._connection(sid))
+            except Exception:  # the sweep drops a connection nobody refreshes
+                log.warning("presence of a failed connect left to the sweep", exc_info=True)
 
     def on_disconnect(self, reason=None):
         with self._lock:
