@@ -222,5 +222,29 @@ def test_a_connect_failing_after_it_registered_leaves_no_presence_behind(app, pa
         request.sid, request.namespace = "failed-connect", CHAT
         with pytest.raises(RuntimeError):
             chat_ns.on_connect({"token": token})
-        assert "failed-connect" not in chat_ns.callers
+        assert "failed-connect" not in chat_ns.callers and ann_id not in chat_ns.users_here
         assert presence.online_among([ann_id]) == set()
+
+
+def test_the_namespace_counts_each_users_sockets_on_this_process(app, pair):
+    """In process: what a send trusts instead of asking Redis whether a member is online."""
+    from flask import request
+
+    from bsn.extensions import socketio
+
+    chat_ns = socketio.server.namespace_handlers[CHAT]
+    ann_id, token = pair["ann"]
+
+    def as_socket(sid, call):
+        with app.test_request_context("/socket.io/"):
+            request.sid, request.namespace = sid, CHAT
+            call()
+
+    as_socket("tab-1", lambda: chat_ns.on_connect({"token": token}))
+    as_socket("tab-2", lambda: chat_ns.on_connect({"token": token}))
+    assert chat_ns.users_here[ann_id] == 2
+    as_socket("tab-1", chat_ns.on_disconnect)
+    as_socket("tab-1", chat_ns.on_disconnect)  # a repeated disconnect counts once
+    assert chat_ns.users_here[ann_id] == 1
+    as_socket("tab-2", chat_ns.on_disconnect)
+    assert ann_id not in chat_ns.users_here

@@ -68,6 +68,21 @@ def test_a_message_to_an_offline_member_notifies_them(client, people):
     assert inbox(client, amy)["results"] == []  # not for the sender
 
 
+def test_a_member_the_caller_knows_to_be_connected_here_is_not_notified(ctx, people):
+    from sqlalchemy import select
+
+    from bsn.actors import Caller
+    from bsn.extensions import db
+    from bsn.models import Notification
+    from bsn.services import messaging
+
+    (amy_id, _), (bob_id, _), (cat_id, _) = people["amy"], people["bob"], people["cat"]
+    chat = messaging.create_conversation(Caller(amy_id), [bob_id, cat_id], "trio")
+    # Neither has a presence in Redis; the chat namespace vouches for Bob's socket on this process.
+    messaging.send_message(Caller(amy_id), chat.id, "hi", None, online_here={bob_id: 1})
+    assert [n.user_id for n in db.session.scalars(select(Notification).filter_by(kind="message"))] == [cat_id]
+
+
 def test_notifications_are_pushed_after_commit(client, people, app, monkeypatch):
     from bsn import realtime
 

@@ -255,11 +255,15 @@ _READ_OWN = (
 )
 
 
-def send_message(sender: Actor, conversation_id: int, body: str, client_id: str | None, attachments=None) -> dict:
+def send_message(
+    sender: Actor, conversation_id: int, body: str, client_id: str | None, attachments=None, online_here=()
+) -> dict:
     """Store a message with the next seq of its conversation, then broadcast it.
 
     A client_id the sender used before returns the message stored the first time, so a retry
-    (after a timeout, a reconnect, a crash) never makes a duplicate.
+    (after a timeout, a reconnect, a crash) never makes a duplicate. `online_here`: user ids the caller
+    knows to be connected to this very process (the chat namespace's sockets); presence is not asked
+    about them.
     """
     body = body.strip()
     if not body and not attachments:
@@ -279,7 +283,7 @@ def send_message(sender: Actor, conversation_id: int, body: str, client_id: str 
         # Not revealing whether a conversation one is not in exists.
         raise NotFound("No such conversation.")
     author = dict(id=own.user_id, username=own.username, display_name=own.display_name, avatar_url=own.avatar_url)
-    offline = _offline(conversation_id, [uid for uid in member_ids if uid != sender.id])
+    offline = _offline(conversation_id, [uid for uid in member_ids if uid != sender.id and uid not in online_here])
     at = clock_now()
     attachments = attachments or []
     try:
@@ -339,6 +343,8 @@ def send_message(sender: Actor, conversation_id: int, body: str, client_id: str 
 def _offline(conversation_id: int, others: list[int]) -> list[int]:
     """Those of the other members with no live connection: asked of Redis before the write transaction,
     because no transaction may wait on the network while it holds the conversation row."""
+    if not others:
+        return []
     try:
         online = presence.online_among(others)
     except redis.RedisError:

@@ -42,6 +42,7 @@ class BSNNamespace(Namespace):
     def __init__(self, namespace: str) -> None:
         super().__init__(namespace)
         self.callers: dict[str, int] = {}  # sid -> user id, for this process's sockets
+        self.users_here: dict[int, int] = {}  # user id -> how many of those sockets are theirs
         self._lock = threading.Lock()
         self._limiter: MovingWindowRateLimiter | None = None
         self._schema_instances: dict[str, Schema] = {}
@@ -62,6 +63,7 @@ class BSNNamespace(Namespace):
             raise ConnectionRefusedError("unauthorized: send auth {token: <bearer token>}")
         with self._lock:
             self.callers[request.sid] = user_id
+            self.users_here[user_id] = self.users_here.get(user_id, 0) + 1
         registered = False
         try:
             join_room(realtime.user_room(user_id))
@@ -77,17 +79,24 @@ class BSNNamespace(Namespace):
             raise
 
     def _forget(self, user_id: int, sid: str, registered: bool) -> None:
-        with self._lock:
-            self.callers.pop(sid, None)
+        self._drop(sid)
         if registered:
             try:
                 presence.disconnected(user_id, self._connection(sid))
             except Exception:  # the sweep drops a connection nobody refreshes
                 log.warning("presence of a failed connect left to the sweep", exc_info=True)
 
-    def on_disconnect(self, reason=None):
+    def _drop(self, sid: str) -> int | None:
         with self._lock:
-            user_id = self.callers.pop(request.sid, None)
+            user_id = self.callers.pop(sid, None)
+            if user_id is not None:
+                left = self.users_here.pop(user_id, 1) - 1
+                if left:
+                    self.users_here[user_id] = left
+        return user_id
+
+    def on_disconnect(self, reason=None):
+        user_id = self._drop(request.sid)
         if user_id is not None:
             self.disconnected(Caller(user_id))
             presence.disconnected(user_id, self._connection(request.sid))
