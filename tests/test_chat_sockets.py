@@ -195,6 +195,11 @@ def test_sends_beyond_the_waiting_bound_are_refused_before_anything_is_stored(ap
         assert chat_ns._waiting == 2
         with app.app_context(), pytest.raises(ServiceUnavailable):
             chat_ns.on_send_message(ann, {"conversation_id": pair["chat"], "body": "m2", "client_id": "w2"})
+        with app.app_context():
+            # Refused before its rate limit and validation are paid for; other events go on.
+            with pytest.raises(ServiceUnavailable):
+                chat_ns.admit("send_message")
+            chat_ns.admit("typing")
     finally:
         for _ in range(SEND_CONCURRENCY):
             chat_ns._sends.release()

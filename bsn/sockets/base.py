@@ -147,6 +147,7 @@ class BSNNamespace(Namespace):
         if handler is None or user_id is None:
             return self._error(event, BSNError(f"Unknown event {event!r}.", code="unknown_event"))
         try:
+            self.admit(event)
             self._rate_limit(user_id, event)
             payload = self._payload(event, args)
             return handler(Caller(user_id), payload)
@@ -158,6 +159,9 @@ class BSNNamespace(Namespace):
         except Exception:
             log.exception("socket event %s%s failed", self.namespace, event)
             return self._error(event, BSNError("Something went wrong on our side.", code="internal_error"))
+
+    def admit(self, event: str) -> None:
+        """Hook for subclasses: raise to refuse an event before it costs anything (rate limit, validation)."""
 
     def _payload(self, event: str, args: tuple):
         schema = self.schemas.get(event)
