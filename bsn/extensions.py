@@ -197,6 +197,11 @@ class RedisHolder:
         return batcher.call(script, keys, args)
 
 
+# How long a batched call waits for its reply: a free pooled connection, then a slow reply, and a retry
+# when Redis had lost the script.
+CALL_TIMEOUT = POOL_WAIT_SECONDS + 10
+
+
 class ScriptBatcher:
     """Sends the Redis scripts of concurrent requests in one pipelined round trip (on gevent).
 
@@ -213,16 +218,19 @@ class ScriptBatcher:
     def call(self, script, keys: list, args: list):
         if not _on_gevent():
             return script(keys=keys, args=args)
+        import gevent
         from gevent.event import AsyncResult
 
         result = AsyncResult()
         self.pending.append((script, keys, args, result))
         if not self.flushing:
             self.flushing = True
-            import gevent
-
             gevent.spawn(self._flush)
-        return result.get(timeout=10)
+        try:
+            return result.get(timeout=CALL_TIMEOUT)
+        except gevent.Timeout:
+            # gevent's Timeout is a BaseException, which no handler of a Redis failure would catch.
+            raise redis.TimeoutError("no reply from Redis in time") from None
 
     def _flush(self) -> None:
         try:

@@ -25,15 +25,19 @@ class RecoveringRedisManager(socketio.RedisManager):
         kwargs.setdefault("channel", CHANNEL)
         super().__init__(url, **kwargs)
         self._config = config
+        self._pool = None
 
     def _redis_connect(self):
-        # python-socketio's, on a pool where a publish waits for a free connection (bsn.extensions.redis_pool)
-        # instead of failing past redis-py's 100 and making a new client to retry with.
+        # python-socketio's, on one pool built once, where a publish waits for a free connection
+        # (bsn.extensions.redis_pool) instead of failing past redis-py's 100. python-socketio calls this
+        # again after every failed publish: that now costs a client object, not a new pool.
         if self._config is None:
             return super()._redis_connect()
-        from bsn.extensions import redis_pool
+        if self._pool is None:
+            from bsn.extensions import redis_pool
 
-        self.redis = redis.Redis(connection_pool=redis_pool(self.redis_url, self._config))
+            self._pool = redis_pool(self.redis_url, self._config)
+        self.redis = redis.Redis(connection_pool=self._pool)
         self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         self.connected = True
 
@@ -45,13 +49,17 @@ class RecoveringRedisManager(socketio.RedisManager):
             try:
                 if not subscribed:
                     self._redis_connect()
-                    self.pubsub.subscribe(self.channel)
+                    # Its own reference: a publisher's retry replaces self.pubsub, and listening on that
+                    # unsubscribed one would return at once, again and again, without ever yielding.
+                    pubsub = self.pubsub
+                    pubsub.subscribe(self.channel)
                     subscribed = True
                     retry_sleep = 1
                     if lost:
                         lost = False
                         self._drop_local_sockets()
-                yield from self.pubsub.listen()
+                yield from pubsub.listen()
+                raise ConnectionError("the subscription ended")
             except Exception as exc:  # noqa: BLE001 - as python-socketio: any failure means reconnect
                 self._get_logger().error(
                     "Cannot receive from redis... retrying in %s secs", retry_sleep, extra={"redis_exception": str(exc)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 
@@ -103,6 +104,7 @@ def app(database_url, redis_url):
     yield application
     with application.app_context():
         db.engine.dispose()
+    shutil.rmtree(instance, ignore_errors=True)
 
 
 def _driver(url: str) -> str:

@@ -53,6 +53,9 @@ def test_every_redis_client_of_the_app_waits_on_a_pool_of_the_configured_size(ap
         namespace._rate_limit(1, "ping")
         manager = RecoveringRedisManager(app.config["REDIS_URL"], app.config)
         manager._redis_connect()
+        first = manager.redis.connection_pool
+        manager._redis_connect()  # as python-socketio does after a failed publish: the same pool again
+        assert manager.redis.connection_pool is first
         pools = {
             "shared client": redis_store.client.connection_pool,
             "REST rate limits": limiter.storage.storage.connection_pool,

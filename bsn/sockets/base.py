@@ -13,11 +13,12 @@ from limits.storage import RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 from marshmallow import Schema
 from marshmallow import ValidationError as SchemaError
+from socketio.exceptions import ConnectionRefusedError as Refused
 
 from bsn import outages, realtime
 from bsn.actors import Caller
 from bsn.errors import BSNError, RateLimited, ServiceUnavailable, ValidationError
-from bsn.extensions import db, redis_pool, redis_store
+from bsn.extensions import db, redis_store
 from bsn.schemas.common import UNSTORABLE, unstorable
 from bsn.services import accounts, presence
 
@@ -60,31 +61,37 @@ class BSNNamespace(Namespace):
         db.session.rollback()
         if user_id is None:
             # Refused before any event: Socket.IO clients get a connect_error with this message.
-            raise ConnectionRefusedError("unauthorized: send auth {token: <bearer token>}")
-        with self._lock:
-            self.callers[request.sid] = user_id
-            self.users_here[user_id] = self.users_here.get(user_id, 0) + 1
-        registered = False
+            raise Refused("unauthorized: send auth {token: <bearer token>}")
+        sid = request.sid
         try:
             join_room(realtime.user_room(user_id))
-            presence.connected(user_id, self._connection(request.sid))
-            registered = True
+            presence.connected(user_id, self._connection(sid))
             db.session.rollback()
             registry.started(current_app._get_current_object())
             self.connected(Caller(user_id))
+            if not self._transport_open(sid):
+                raise ConnectionAbortedError("the client left while its connect ran")
         except Exception:
-            # python-socketio runs no disconnect for a connect that failed: left in `callers`, this socket
-            # would be refreshed as a live presence for as long as the process runs.
-            self._forget(user_id, request.sid, registered)
-            raise
+            # python-socketio runs no disconnect for a connect that failed, nor for a client that left while it
+            # ran: undone here, and refused, so that python-socketio also takes the socket out of its rooms.
+            self._undo_connect(user_id, sid)
+            log.warning("connect of user %s on %s failed", user_id, self.namespace, exc_info=True)
+            raise Refused("service_unavailable: connect again shortly") from None
+        # Only now is the socket known, and nothing since the check above could switch greenlets and close it.
+        with self._lock:
+            self.callers[sid] = user_id
+            self.users_here[user_id] = self.users_here.get(user_id, 0) + 1
 
-    def _forget(self, user_id: int, sid: str, registered: bool) -> None:
-        self._drop(sid)
-        if registered:
-            try:
-                presence.disconnected(user_id, self._connection(sid))
-            except Exception:  # the sweep drops a connection nobody refreshes
-                log.warning("presence of a failed connect left to the sweep", exc_info=True)
+    def _transport_open(self, sid: str) -> bool:
+        eio_sid = self.server.manager.eio_sid_from_sid(sid, self.namespace)
+        return eio_sid is not None and eio_sid in self.server.eio.sockets
+
+    def _undo_connect(self, user_id: int, sid: str) -> None:
+        try:
+            self.disconnected(Caller(user_id))
+            presence.disconnected(user_id, self._connection(sid))
+        except Exception:  # the sweep drops a connection nobody refreshes
+            log.warning("presence of a failed connect left to the sweep", exc_info=True)
 
     def _drop(self, sid: str) -> int | None:
         with self._lock:
@@ -195,7 +202,7 @@ class BSNNamespace(Namespace):
         try:
             if self._limiter is None:
                 # A moving window: a burst across a window boundary cannot double the limit.
-                storage = _BatchedStorage(config["REDIS_URL"], connection_pool=redis_pool(config["REDIS_URL"], config))
+                storage = _BatchedStorage(config["REDIS_URL"], connection_pool=redis_store.client.connection_pool)
                 self._limiter = MovingWindowRateLimiter(storage)
             allowed = self._limiter.hit(limit, "socket", self.namespace, str(user_id))
         except redis.RedisError:
