@@ -229,7 +229,8 @@ class BSNFlask(Flask):
 
     Flask-SocketIO runs every event in a request context built from the socket's handshake request, a
     /socket.io/ path that no route serves: matching it against every rule, again for each event, cost
-    about a sixth of the web process's CPU under a chat burst.
+    about a sixth of the web process's CPU under a chat burst. (So `url_for` cannot run in a socket
+    handler; none builds URLs.)
     """
 
     def create_url_adapter(self, request):

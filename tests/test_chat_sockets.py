@@ -140,7 +140,7 @@ def test_a_flood_is_limited_with_errors_not_crashes(sockets, pair):
 
 
 def test_concurrent_events_of_one_user_are_counted_exactly(sockets, pair):
-    """Events arriving together share one pipelined round trip for their limit hits: none is lost or double-counted."""
+    """Events arriving together (on gevent their limit hits go out pipelined together) are each counted once."""
     from concurrent.futures import ThreadPoolExecutor
 
     tabs = [sockets(pair["ann"][1]) for _ in range(3)]
