@@ -210,72 +210,66 @@ def test_sends_beyond_the_waiting_bound_are_refused_before_anything_is_stored(ap
     assert sorted(m["client_id"] for m in page.get_json()["results"]) == ["w0", "w1"]  # the refused one: nothing
 
 
-def test_a_connect_failing_after_it_registered_leaves_no_presence_behind(app, pair, monkeypatch):
-    """In process: python-socketio runs no disconnect for a failed connect, so the connect undoes itself."""
+def _as_socket(app, sid, call):
+    """Run a /chat handler in process, as python-socketio would for socket `sid`."""
     from flask import request
-    from socketio.exceptions import ConnectionRefusedError as Refused
 
-    from bsn.extensions import socketio
-    from bsn.services import messaging, presence
-
-    def unavailable(user_id):
-        raise RuntimeError("database gone")
-
-    chat_ns = socketio.server.namespace_handlers[CHAT]
-    monkeypatch.setattr(messaging, "conversation_ids", unavailable)
-    ann_id, token = pair["ann"]
     with app.test_request_context("/socket.io/"):
-        request.sid, request.namespace = "failed-connect", CHAT
-        with pytest.raises(Refused) as refused:
-            chat_ns.on_connect({"token": token})
-    assert refused.value.error_args["message"].startswith("service_unavailable")
-    assert "failed-connect" not in chat_ns.callers and ann_id not in chat_ns.users_here
-    with app.app_context():
-        assert presence.online_among([ann_id]) == set()
+        request.sid, request.namespace = sid, CHAT
+        return call()
 
 
-def test_a_client_that_left_while_its_connect_ran_leaves_nothing_behind(app, pair, monkeypatch):
-    from flask import request
+def _refused_without_a_trace(app, pair, sid):
+    """Connect Ann's socket `sid` in process; it must be refused and leave nothing registered. Returns the refusal."""
     from socketio.exceptions import ConnectionRefusedError as Refused
 
     from bsn.extensions import socketio
     from bsn.services import presence
 
     chat_ns = socketio.server.namespace_handlers[CHAT]
-    monkeypatch.setattr(chat_ns, "_transport_open", lambda sid: False)
     ann_id, token = pair["ann"]
-    with app.test_request_context("/socket.io/"):
-        request.sid, request.namespace = "gone", CHAT
-        with pytest.raises(Refused):
-            chat_ns.on_connect({"token": token})
-    assert "gone" not in chat_ns.callers and ann_id not in chat_ns.users_here
+    with pytest.raises(Refused) as refused:
+        _as_socket(app, sid, lambda: chat_ns.on_connect({"token": token}))
+    assert sid not in chat_ns.callers and ann_id not in chat_ns.users_here
     with app.app_context():
         assert presence.online_among([ann_id]) == set()
+    return refused.value
+
+
+def test_a_connect_failing_after_it_registered_leaves_no_presence_behind(app, pair, monkeypatch):
+    """python-socketio runs no disconnect for a failed connect, so the connect undoes itself."""
+    from bsn.services import messaging
+
+    def unavailable(user_id):
+        raise RuntimeError("database gone")
+
+    monkeypatch.setattr(messaging, "conversation_ids", unavailable)
+    refused = _refused_without_a_trace(app, pair, "failed-connect")
+    assert refused.error_args["message"].startswith("service_unavailable")
+
+
+def test_a_client_that_left_while_its_connect_ran_leaves_nothing_behind(app, pair, monkeypatch):
+    from bsn.extensions import socketio
+
+    monkeypatch.setattr(socketio.server.namespace_handlers[CHAT], "_transport_open", lambda sid: False)
+    _refused_without_a_trace(app, pair, "gone")
 
 
 def test_the_namespace_counts_each_users_sockets_on_this_process(app, pair, monkeypatch):
     """In process: what a send trusts instead of asking Redis whether a member is online."""
-    from flask import request
-
     from bsn.extensions import socketio
 
     chat_ns = socketio.server.namespace_handlers[CHAT]
     monkeypatch.setattr(chat_ns, "_transport_open", lambda sid: True)
     ann_id, token = pair["ann"]
-
-    def as_socket(sid, call):
-        with app.test_request_context("/socket.io/"):
-            request.sid, request.namespace = sid, CHAT
-            call()
-
     try:
-        as_socket("tab-1", lambda: chat_ns.on_connect({"token": token}))
-        as_socket("tab-2", lambda: chat_ns.on_connect({"token": token}))
+        _as_socket(app, "tab-1", lambda: chat_ns.on_connect({"token": token}))
+        _as_socket(app, "tab-2", lambda: chat_ns.on_connect({"token": token}))
         assert chat_ns.users_here[ann_id] == 2
-        as_socket("tab-1", chat_ns.on_disconnect)
-        as_socket("tab-1", chat_ns.on_disconnect)  # a repeated disconnect counts once
+        _as_socket(app, "tab-1", chat_ns.on_disconnect)
+        _as_socket(app, "tab-1", chat_ns.on_disconnect)  # a repeated disconnect counts once
         assert chat_ns.users_here[ann_id] == 1
     finally:
-        as_socket("tab-1", chat_ns.on_disconnect)
-        as_socket("tab-2", chat_ns.on_disconnect)
+        _as_socket(app, "tab-1", chat_ns.on_disconnect)
+        _as_socket(app, "tab-2", chat_ns.on_disconnect)
     assert ann_id not in chat_ns.users_here
