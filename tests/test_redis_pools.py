@@ -75,3 +75,31 @@ def test_the_pool_size_is_a_setting(monkeypatch):
     assert load_settings("/tmp")["REDIS_MAX_CONNECTIONS"] == 100
     monkeypatch.setenv("REDIS_MAX_CONNECTIONS", "7")
     assert load_settings("/tmp")["REDIS_MAX_CONNECTIONS"] == 7
+
+
+def test_a_batched_call_without_a_reply_in_time_fails_as_a_redis_error():
+    """On gevent (in a patched subprocess): not gevent's Timeout, which no handler of a Redis failure catches."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    probe = """
+from gevent import monkey; monkey.patch_all()
+import gevent, redis
+from bsn import extensions
+extensions.CALL_TIMEOUT = 0.1
+class Stuck(extensions.ScriptBatcher):
+    def _execute(self, batch):
+        gevent.sleep(2)
+        return [None] * len(batch)
+try:
+    Stuck(client=None).call(None, [], [])
+    print("answered")
+except redis.TimeoutError:
+    print("redis.TimeoutError")
+except BaseException as exc:
+    print(type(exc).__name__)
+"""
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.stdout.split()[-1:] == ["redis.TimeoutError"], out.stderr
