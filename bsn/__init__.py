@@ -15,7 +15,7 @@ from sqlalchemy.pool import Pool
 
 from bsn import http, logs, outages, sqlite
 from bsn.config import load_settings
-from bsn.extensions import cors, db, limiter, migrate, redis_pool, redis_store, socketio
+from bsn.extensions import cors, db, limiter, migrate, redis_store, socketio
 
 
 def create_app(config: dict | None = None) -> Flask:
@@ -35,6 +35,9 @@ def create_app(config: dict | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=os.path.join(os.path.dirname(os.path.dirname(__file__)), "migrations"))
     redis_store.init_app(app)
+    if app.config["RATELIMIT_STORAGE_URI"] == app.config["REDIS_URL"]:
+        # Flask-Limiter's own hits (those the token lookup did not make) wait on the same pool.
+        app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"connection_pool": redis_store.client.connection_pool})
     cors.init_app(app, origins=app.config["CORS_ORIGINS"], expose_headers=["X-Request-ID", "Retry-After"])
     # http first: its request id must exist before the limiter's check, which may already answer 429 or 503.
     http.init_app(app)
@@ -66,8 +69,6 @@ def _derive_settings(app: Flask) -> None:
             options.setdefault("max_overflow", config["DB_POOL_SIZE"])
     config["SQLALCHEMY_ENGINE_OPTIONS"] = options
     config.setdefault("RATELIMIT_STORAGE_URI", config["REDIS_URL"])
-    if config["RATELIMIT_STORAGE_URI"] == config["REDIS_URL"]:
-        config.setdefault("RATELIMIT_STORAGE_OPTIONS", {"connection_pool": redis_pool(config["REDIS_URL"], config)})
     config.setdefault("RATELIMIT_STRATEGY", "fixed-window")
     config.setdefault("RATELIMIT_KEY_PREFIX", "bsn-rl")
     config["RATELIMIT_SWALLOW_ERRORS"] = config["RATELIMIT_FAIL_OPEN"]
@@ -174,7 +175,7 @@ def _init_socketio(app: Flask) -> None:
     socketio.init_app(
         app,
         async_mode=async_mode,
-        client_manager=RecoveringRedisManager(app.config["REDIS_URL"], app.config),
+        client_manager=RecoveringRedisManager(app.config["REDIS_URL"], app.config["REDIS_MAX_CONNECTIONS"]),
         cors_allowed_origins=_origin_check(app.config["CORS_ORIGINS"]),
         # A ping every 25 s with 20 s to answer keeps idle connections open through proxies.
         ping_interval=25,

@@ -59,7 +59,7 @@ def load_settings(instance_path: str) -> dict:
         "SQLALCHEMY_ENGINE_OPTIONS": {"hide_parameters": True},
         "DB_POOL_SIZE": _int("DB_POOL_SIZE", 10),
         "REDIS_URL": _env("REDIS_URL", "redis://127.0.0.1:6390/0"),
-        # Per pool (the shared client, the socket rate limiter, the Socket.IO queue): past it a call waits.
+        # Per pool (the shared client and rate limits; the Socket.IO queue's publishes): past it a call waits.
         "REDIS_MAX_CONNECTIONS": _int("REDIS_MAX_CONNECTIONS", 100),
         # Accounts
         "AUTH_TOKEN_TTL": _int("AUTH_TOKEN_TTL", 30 * 24 * 3600),

@@ -145,7 +145,7 @@ limiter = BSNLimiter(key_func=_rate_limit_key, default_limits=[_default_limit])
 POOL_WAIT_SECONDS = 5
 
 
-def redis_pool(url: str, config) -> redis.BlockingConnectionPool:
+def redis_pool(url: str, max_connections: int) -> redis.BlockingConnectionPool:
     """A Redis connection pool on which a call waits for a free connection, up to POOL_WAIT_SECONDS.
 
     redis-py's default pool fails at once past its size ("Too many connections"): on gevent, a burst of a
@@ -154,7 +154,7 @@ def redis_pool(url: str, config) -> redis.BlockingConnectionPool:
     """
     return redis.BlockingConnectionPool.from_url(
         url,
-        max_connections=config["REDIS_MAX_CONNECTIONS"],
+        max_connections=max_connections,
         timeout=POOL_WAIT_SECONDS,
         socket_timeout=5,
         socket_connect_timeout=5,
@@ -169,7 +169,8 @@ class RedisHolder:
         self._client: redis.Redis | None = None
 
     def init_app(self, app: Flask) -> None:
-        self._client = redis.Redis(connection_pool=redis_pool(app.config["REDIS_URL"], app.config))
+        config = app.config
+        self._client = redis.Redis(connection_pool=redis_pool(config["REDIS_URL"], config["REDIS_MAX_CONNECTIONS"]))
         app.extensions["bsn_redis"] = self._client
 
     @property

@@ -21,22 +21,22 @@ class RecoveringRedisManager(socketio.RedisManager):
     on reconnect. The loop is python-socketio's own `_redis_listen_with_retries` with that added.
     """
 
-    def __init__(self, url: str, config=None, **kwargs) -> None:
+    def __init__(self, url: str, max_connections: int | None = None, **kwargs) -> None:
         kwargs.setdefault("channel", CHANNEL)
         super().__init__(url, **kwargs)
-        self._config = config
+        self._max_connections = max_connections
         self._pool = None
 
     def _redis_connect(self):
         # python-socketio's, on one pool built once, where a publish waits for a free connection
         # (bsn.extensions.redis_pool) instead of failing past redis-py's 100. python-socketio calls this
         # again after every failed publish: that now costs a client object, not a new pool.
-        if self._config is None:
+        if self._max_connections is None:
             return super()._redis_connect()
         if self._pool is None:
             from bsn.extensions import redis_pool
 
-            self._pool = redis_pool(self.redis_url, self._config)
+            self._pool = redis_pool(self.redis_url, self._max_connections)
         self.redis = redis.Redis(connection_pool=self._pool)
         self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         self.connected = True

@@ -26,7 +26,7 @@ def _burst(client: redis.Redis, callers: int) -> list:
 
 
 def test_a_burst_beyond_the_pool_waits_for_a_connection(redis_url):
-    client = redis.Redis(connection_pool=redis_pool(redis_url, {"REDIS_MAX_CONNECTIONS": 2}))
+    client = redis.Redis(connection_pool=redis_pool(redis_url, 2))
     try:
         assert _burst(client, 12) == []
     finally:
@@ -51,7 +51,7 @@ def test_every_redis_client_of_the_app_waits_on_a_pool_of_the_configured_size(ap
     with app.test_request_context():
         namespace = BSNNamespace("/pool-test")
         namespace._rate_limit(1, "ping")
-        manager = RecoveringRedisManager(app.config["REDIS_URL"], app.config)
+        manager = RecoveringRedisManager(app.config["REDIS_URL"], size)
         manager._redis_connect()
         first = manager.redis.connection_pool
         manager._redis_connect()  # as python-socketio does after a failed publish: the same pool again

@@ -343,8 +343,6 @@ def send_message(
 def _offline(conversation_id: int, others: list[int]) -> list[int]:
     """Those of the other members with no live connection: asked of Redis before the write transaction,
     because no transaction may wait on the network while it holds the conversation row."""
-    if not others:
-        return []
     try:
         online = presence.online_among(others)
     except redis.RedisError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 
 import redis
 from flask import current_app, request
@@ -43,7 +44,7 @@ class BSNNamespace(Namespace):
     def __init__(self, namespace: str) -> None:
         super().__init__(namespace)
         self.callers: dict[str, int] = {}  # sid -> user id, for this process's sockets
-        self.users_here: dict[int, int] = {}  # user id -> how many of those sockets are theirs
+        self.users_here: Counter[int] = Counter()  # user id -> how many of those sockets are theirs
         self._lock = threading.Lock()
         self._limiter: MovingWindowRateLimiter | None = None
         self._schema_instances: dict[str, Schema] = {}
@@ -80,7 +81,7 @@ class BSNNamespace(Namespace):
         # Only now is the socket known, and nothing since the check above could switch greenlets and close it.
         with self._lock:
             self.callers[sid] = user_id
-            self.users_here[user_id] = self.users_here.get(user_id, 0) + 1
+            self.users_here[user_id] += 1
 
     def _transport_open(self, sid: str) -> bool:
         eio_sid = self.server.manager.eio_sid_from_sid(sid, self.namespace)
@@ -88,25 +89,23 @@ class BSNNamespace(Namespace):
 
     def _undo_connect(self, user_id: int, sid: str) -> None:
         try:
-            self.disconnected(Caller(user_id))
-            presence.disconnected(user_id, self._connection(sid))
+            self._release(user_id, sid)
         except Exception:  # the sweep drops a connection nobody refreshes
             log.warning("presence of a failed connect left to the sweep", exc_info=True)
 
-    def _drop(self, sid: str) -> int | None:
-        with self._lock:
-            user_id = self.callers.pop(sid, None)
-            if user_id is not None:
-                left = self.users_here.pop(user_id, 1) - 1
-                if left:
-                    self.users_here[user_id] = left
-        return user_id
+    def _release(self, user_id: int, sid: str) -> None:
+        self.disconnected(Caller(user_id))
+        presence.disconnected(user_id, self._connection(sid))
 
     def on_disconnect(self, reason=None):
-        user_id = self._drop(request.sid)
+        with self._lock:
+            user_id = self.callers.pop(request.sid, None)
+            if user_id is not None:
+                self.users_here[user_id] -= 1
+                if self.users_here[user_id] <= 0:
+                    del self.users_here[user_id]
         if user_id is not None:
-            self.disconnected(Caller(user_id))
-            presence.disconnected(user_id, self._connection(request.sid))
+            self._release(user_id, request.sid)
 
     def connected(self, caller: Caller) -> None:
         """Hook for subclasses: the socket is authenticated and in its user room."""
