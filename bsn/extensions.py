@@ -194,10 +194,18 @@ class RedisHolder:
 
     def run_script(self, script, keys: list, args: list):
         """`script(keys=keys, args=args)`, sent together with the scripts of concurrent requests on gevent."""
+        return self._batcher().call(script, keys, args)
+
+    def run_commands(self, commands: list[tuple]) -> list:
+        """Redis commands (tuples of their arguments), sent as they are in the same round trips as `run_script`'s
+        scripts; their replies. A command Redis refuses raises its error (after the others ran)."""
+        return self._batcher().call(None, commands, None)
+
+    def _batcher(self) -> ScriptBatcher:
         batcher = current_app.extensions.get("bsn_script_batcher")
         if batcher is None:
             batcher = current_app.extensions["bsn_script_batcher"] = ScriptBatcher(self.client)
-        return batcher.call(script, keys, args)
+        return batcher
 
 
 # How long a batched call waits for its reply: a free pooled connection, then a slow reply, and a retry
@@ -206,7 +214,7 @@ CALL_TIMEOUT = POOL_WAIT_SECONDS + 10
 
 
 class ScriptBatcher:
-    """Sends the Redis scripts of concurrent requests in one pipelined round trip (on gevent).
+    """Sends the Redis scripts (and command lists) of concurrent requests in one pipelined round trip (on gevent).
 
     Under gevent a round trip costs far more CPU than the scripts it runs (a send, a poll of the
     pooled connection, a wait for the reply), so while one batch is on the wire the next calls queue
@@ -225,9 +233,12 @@ class ScriptBatcher:
         self.connection = None
         self.pid = os.getpid()
 
-    def call(self, script, keys: list, args: list):
+    def call(self, script, keys: list, args: list | None):
+        """A script's reply; with `script` None, `keys` are plain commands and the answer is their replies."""
         if not _on_gevent():
-            return script(keys=keys, args=args)
+            if script is not None:
+                return script(keys=keys, args=args)
+            return _raise_first_error(self._direct(keys))
         import gevent
         from gevent.event import AsyncResult
 
@@ -250,20 +261,25 @@ class ScriptBatcher:
                     replies = self._execute(batch)
                 except Exception as exc:  # noqa: BLE001 - every waiting request gets the failure
                     replies = [exc] * len(batch)
-                for (_, _, _, result), reply in zip(batch, replies, strict=True):
-                    if isinstance(reply, Exception):
-                        result.set_exception(reply)
-                    else:
-                        result.set(reply)
+                for (script, _, _, result), reply in zip(batch, replies, strict=True):
+                    try:
+                        result.set(_raise(reply) if script is not None else _raise_first_error(reply))
+                    except Exception as exc:  # noqa: BLE001 - handed to the waiting request
+                        result.set_exception(exc)
         finally:
             self.flushing = False
 
     def _execute(self, batch: list) -> list:
+        """Per call: a script's reply or error, or the list of a command call's replies."""
         # EVALSHA straight into the pipeline: redis-py's Script on a pipeline would first ask SCRIPT EXISTS,
         # a second round trip per batch. A script Redis lost (restart, SCRIPT FLUSH) did not run: it is
         # loaded and its calls are sent again.
         replies = self._send([(script, keys, args) for script, keys, args, _ in batch])
-        missing = [i for i, reply in enumerate(replies) if isinstance(reply, redis.exceptions.NoScriptError)]
+        missing = [
+            i
+            for i, reply in enumerate(replies)
+            if batch[i][0] is not None and isinstance(reply, redis.exceptions.NoScriptError)
+        ]
         if missing:
             for script in {id(batch[i][0]): batch[i][0] for i in missing}.values():
                 script.sha = self.client.script_load(script.script)
@@ -273,17 +289,40 @@ class ScriptBatcher:
         return replies
 
     def _send(self, calls: list) -> list:
-        """Each call's reply, or the error Redis answered it with."""
-        commands = [("EVALSHA", script.sha, len(keys), *keys, *args) for script, keys, args in calls]
+        commands, sizes = [], []
+        for script, keys, args in calls:
+            if script is None:
+                commands += keys
+                sizes.append(len(keys))
+            else:
+                commands.append(("EVALSHA", script.sha, len(keys), *keys, *args))
+                sizes.append(None)
         try:
-            return self._round_trip(commands)
+            replies = self._round_trip(commands)
         except redis.ConnectionError:
             # A connection that Redis closed while it sat here (a restart) fails at once: once more on a new
             # one, as redis-py's own retry would. A second failure is an outage.
-            return self._round_trip(commands)
+            replies = self._round_trip(commands)
+        answers, at = [], 0
+        for size in sizes:
+            answers.append(replies[at] if size is None else replies[at : at + size])
+            at += 1 if size is None else size
+        return answers
 
-    def _round_trip(self, commands: list) -> list:
-        connection = self._connection()
+    def _direct(self, commands: list) -> list:
+        # Without gevent, threads may call at once: a pooled connection of this call's own.
+        pool = self.client.connection_pool
+        connection = pool.get_connection()
+        try:
+            return self._round_trip(commands, connection)
+        finally:
+            pool.release(connection)
+
+    def _round_trip(self, commands: list, connection=None) -> list:
+        """Each command's reply, or the error Redis answered it with (on the batcher's own connection)."""
+        own = connection is None
+        if own:
+            connection = self._connection()
         try:
             connection.send_packed_command(connection.pack_commands(commands))
             replies = []
@@ -295,7 +334,10 @@ class ScriptBatcher:
             return replies
         except BaseException:
             # A failure or a timeout mid-reply leaves unread replies behind: the connection is spoilt.
-            self._drop()
+            if own:
+                self._drop()
+            else:
+                connection.disconnect()
             raise
 
     def _connection(self):
@@ -310,6 +352,20 @@ class ScriptBatcher:
         if connection is not None:
             connection.disconnect()
             self.client.connection_pool.release(connection)
+
+
+def _raise(reply):
+    if isinstance(reply, Exception):
+        raise reply
+    return reply
+
+
+def _raise_first_error(replies: list) -> list:
+    for reply in replies:
+        _raise(reply)
+        if isinstance(reply, list):  # EXEC's replies
+            _raise_first_error(reply)
+    return replies
 
 
 def _on_gevent() -> bool:

@@ -79,6 +79,39 @@ def test_a_retried_client_id_makes_one_post(client, ctx, people):
     assert sorted(fan_outs) == sorted([first.get_json()["id"], plain.get_json()["id"], bobs["id"]])  # one per post
 
 
+def test_a_post_by_someone_without_an_account_copy_stores_one_for_their_next_posts(app, client, ctx, people):
+    import json
+
+    from sqlalchemy import event
+
+    from bsn.actors import Caller
+    from bsn.extensions import db, redis_store
+    from bsn.services import accounts
+
+    amy_id, amy = people["amy"]
+    key = accounts.ACCOUNT_CACHE.format(amy_id)
+    redis_store.client.delete(key)  # as AUTH_CACHE_TTL after the last GET /api/auth/user/
+    statements = []
+
+    def seen(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", seen)
+    try:
+        first = post(client, amy, "plain text")
+        assert first.status_code == 201 and first.get_json()["author"]["username"] == "amy"
+        filled = redis_store.client.get(key)
+        assert filled is not None
+        reading_users = len([s for s in statements if "FROM users" in s])
+        second = post(client, amy, "more plain text")
+        assert second.status_code == 201 and second.get_json()["author"] == first.get_json()["author"]
+        assert len([s for s in statements if "FROM users" in s]) == reading_users  # the copy answered
+    finally:
+        event.remove(db.engine, "before_cursor_execute", seen)
+    redis_store.client.delete(key)
+    assert accounts.own_account(Caller(amy_id, None)) == json.loads(filled)  # the copy the ORM would store
+
+
 def test_followers_only_posts_are_shown_to_followers(client, people):
     (amy_id, amy), (_, bob), (_, cat) = people["amy"], people["bob"], people["cat"]
     secret = post(client, amy, "for followers", visibility="followers").get_json()["id"]

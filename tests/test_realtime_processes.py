@@ -2,6 +2,8 @@
 
 import signal
 
+import requests
+
 from tests.conftest import auth
 from tests.helpers import SocketClient, flask_process, stop, web_process
 
@@ -60,5 +62,28 @@ def test_a_worker_publishes_through_the_same_message_queue(app, client, make_use
                 queues.enqueue("workers.mining.sweep", queue_name=queues.HIGH)
             stopped = listener.wait_for("mining_stopped", "/notifications")
             assert stopped[0]["reason"] == "heartbeat_timeout"
+        finally:
+            listener.close()
+
+
+def test_a_post_made_on_a_web_process_reaches_a_follower_through_a_worker(app, client, make_user):
+    """The web process enqueues the fan-out and moves the cache generation in its batched round trip."""
+    from bsn import cache
+    from bsn.extensions import redis_store
+
+    author_id, author = make_user("writer")
+    _, reader = make_user("reader")
+    assert client.post(f"/api/users/{author_id}/follow/", headers=auth(reader)).status_code == 200
+    with app.app_context():
+        generation = redis_store.client.get(cache.GEN)
+    with web_process(app) as web, flask_process(app, "bsn", "worker"):
+        listener = SocketClient(web.url, reader, ("/feed",))
+        try:
+            created = requests.post(web.url + "/api/posts/", json={"body": "news"}, headers=auth(author), timeout=10)
+            assert created.status_code == 201, created.text
+            told = listener.wait_for("post_created", "/feed")
+            assert told[0]["post_id"] == created.json()["id"]
+            with app.app_context():
+                assert redis_store.client.get(cache.GEN) != generation
         finally:
             listener.close()

@@ -192,6 +192,25 @@ def test_the_script_batcher_keeps_its_connection_and_replaces_one_that_redis_clo
     assert connection_id(batcher) != held
 
 
+def test_the_script_batcher_sends_command_lists_beside_scripts(ctx):
+    from bsn.extensions import ScriptBatcher, _raise_first_error
+
+    client = redis_store.client
+    echo = client.register_script("return ARGV[1]")
+    batch = [
+        (None, [("SET", "bk", "v"), ("GET", "bk")], None, None),
+        (echo, [], ["a"], None),
+        (None, [("MULTI",), ("INCR", "bk"), ("SET", "bk2", "w"), ("EXEC",)], None, None),
+    ]
+    plain, scripted, transaction = ScriptBatcher(client)._execute(batch)
+    assert plain == [b"OK", b"v"] and scripted == b"a"
+    assert transaction[:3] == [b"OK", b"QUEUED", b"QUEUED"]
+    assert isinstance(transaction[3][0], redis.ResponseError) and transaction[3][1] == b"OK"
+    with pytest.raises(redis.ResponseError):
+        _raise_first_error(transaction)  # what the caller of run_commands gets
+    assert redis_store.run_commands([("GET", "bk2")]) == [b"w"]  # without gevent: straight through
+
+
 def connection_id(batcher) -> int:
     batcher.connection.send_command("CLIENT", "ID")
     return batcher.connection.read_response()

@@ -14,7 +14,7 @@ import redis
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bsn.actors import Actor
@@ -306,18 +306,35 @@ def own_account(actor: Actor) -> dict:
     return _cache_account(user, only_if_absent=True)
 
 
-def _cache_account(user: User, *, only_if_absent: bool) -> dict:
+def account_copy(actor: Actor, connection) -> dict | None:
+    """The caller's account as `own_account` shows it, from the copy the token lookup brought along, else
+    read on `connection` (one statement, no ORM) and stored for the caller's next calls; None for an
+    account that is gone or suspended."""
+    cached = getattr(actor, "account", None)
+    if cached is not None:
+        return json.loads(cached)
+    row = connection.execute(_ACCOUNT, {"user_id": actor.id}).first()
+    if row is None or row.suspended_at is not None or row.deleted_at is not None:
+        return None
+    return _cache_account(row, only_if_absent=True)
+
+
+_ACCOUNT_COLUMNS = (*ACCOUNT_FIELDS, "email_verified_at", "created_at", "suspended_at", "deleted_at")
+_ACCOUNT = select(*(getattr(User, name) for name in _ACCOUNT_COLUMNS)).where(User.id == bindparam("user_id"))
+
+
+def _cache_account(user, *, only_if_absent: bool) -> dict:
     """Rewrite (or, for a suspended user, delete) the account's cached copy after a change.
 
     Every change of a field of ACCOUNT_FIELDS or of the suspension calls it with only_if_absent=False
-    after its commit; fills pass True.
+    after its commit; fills pass True. `user`: a User, or a row of its columns (`_ACCOUNT`).
     """
     account = {name: getattr(user, name) for name in ACCOUNT_FIELDS}
     account["email_verified"] = user.email_verified_at is not None
     account["created_at"] = isoformat(user.created_at)
     key = ACCOUNT_CACHE.format(user.id)
     try:
-        if user.is_suspended or user.is_deleted:
+        if user.suspended_at is not None or user.deleted_at is not None:
             redis_store.client.delete(key)
         else:
             redis_store.client.set(key, json.dumps(account), ex=current_app.config["AUTH_CACHE_TTL"], nx=only_if_absent)

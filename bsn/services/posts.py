@@ -6,7 +6,6 @@ Bodies are stored exactly as typed and returned as plain JSON strings; clients i
 from __future__ import annotations
 
 import functools
-import json
 import re
 from datetime import datetime
 
@@ -19,11 +18,11 @@ from bsn.actors import Actor
 from bsn.clock import isoformat
 from bsn.clock import now as clock_now
 from bsn.dbtools import insert_ignore, read_only
-from bsn.errors import Forbidden, NotFound, ValidationError
-from bsn.extensions import db
+from bsn.errors import Forbidden, NotFound, Unauthorized, ValidationError
+from bsn.extensions import db, redis_store
 from bsn.models import Block, Comment, Follow, Group, GroupMember, Mute, Post, PostLike, PostTag, User
 from bsn.services import moderation, notifications
-from bsn.services.accounts import user_json
+from bsn.services.accounts import account_copy, user_json
 from bsn.services.users import blocked_between
 
 PUBLIC, FOLLOWERS = "public", "followers"
@@ -136,39 +135,42 @@ def _created(post_id: int, author: dict, values: dict) -> dict:
 
 
 def _author(author: Actor, connection) -> dict:
-    """The author as lists show them: the account copy the token check usually brought along, else one query."""
-    prefetched = getattr(author, "account", None)
-    if prefetched is not None:
-        account = json.loads(prefetched)
-        return {key: account[key] for key in AUTHOR_FIELDS}
-    row = connection.execute(_AUTHOR, {"user_id": author.id}).one()
-    return {"id": author.id, "username": row.username, "display_name": row.display_name, "avatar_url": row.avatar_url}
+    """The author as lists show them, from the account copy (loading it also stores it for the author's next calls)."""
+    account = account_copy(author, connection)
+    if account is None:
+        # Suspended or deleted since the token check (both revoke every token).
+        raise Unauthorized("The token is invalid, expired or revoked.", code="invalid_token")
+    return {key: account[key] for key in AUTHOR_FIELDS}
 
 
 AUTHOR_FIELDS = ("id", "username", "display_name", "avatar_url")
 _INSERT = insert(Post.__table__).returning(Post.__table__.c.id)
-_AUTHOR = select(User.username, User.display_name, User.avatar_url).where(User.id == bindparam("user_id"))
 
 
 def fan_out_later(event: str, data: dict, author_id: int, cache_moves: list[str] = ()) -> None:
-    """Enqueue the fan-out job (and move `cache_moves`), in one pipelined round trip (RQ's enqueue alone sends two)."""
+    """Enqueue the fan-out job and move `cache_moves`, atomically, in the batched round trip of concurrent calls.
+
+    RQ writes its enqueue into a pipeline that is never executed; its commands, wrapped in MULTI/EXEC with
+    the generations' move, go out with the requests' token checks and cache reads (`run_commands`):
+    executing the pipeline itself cost a pooled connection's check-out and a round trip of its own.
+    """
     from rq import Retry
 
     from workers import queues
 
     queue = queues.queue(queues.HIGH)
-    with queue.connection.pipeline() as pipe:
-        queue.enqueue_call(
-            "workers.posts.fan_out",
-            args=(event, data, author_id),
-            timeout=600,
-            result_ttl=queues.RESULT_TTL,
-            failure_ttl=queues.FAILURE_TTL,
-            retry=Retry(max=2),
-            pipeline=pipe,
-        )
-        cache.bump_in(pipe, list(cache_moves))
-        pipe.execute()
+    pipe = queue.connection.pipeline(transaction=False)
+    queue.enqueue_call(
+        "workers.posts.fan_out",
+        args=(event, data, author_id),
+        timeout=600,
+        result_ttl=queues.RESULT_TTL,
+        failure_ttl=queues.FAILURE_TTL,
+        retry=Retry(max=2),
+        pipeline=pipe,
+    )
+    cache.bump_in(pipe, list(cache_moves))
+    redis_store.run_commands([("MULTI",), *(args for args, _options in pipe.command_stack), ("EXEC",)])
 
 
 def fan_out(event: str, data: dict, author_id: int, batch: int = 5000) -> int:
