@@ -235,7 +235,7 @@ class ScriptBatcher:
 
     def call(self, script, keys: list, args: list | None):
         """A script's reply; with `script` None, `keys` are plain commands and the answer is their replies."""
-        if not _on_gevent():
+        if not on_gevent():
             if script is not None:
                 return script(keys=keys, args=args)
             return _raise_first_error(self._direct(keys))
@@ -368,7 +368,8 @@ def _raise_first_error(replies: list) -> list:
     return replies
 
 
-def _on_gevent() -> bool:
+def on_gevent() -> bool:
+    """Whether this process runs on gevent (its sockets are patched): the web process, not workers or tests."""
     from gevent import monkey
 
     return monkey.is_module_patched("socket")

@@ -26,6 +26,7 @@ class RecoveringRedisManager(socketio.RedisManager):
         super().__init__(url, **kwargs)
         self._max_connections = max_connections
         self._pool = None
+        self._batcher = None
 
     def _redis_connect(self):
         # python-socketio's, on one pool built once, where a publish waits for a free connection
@@ -40,6 +41,24 @@ class RecoveringRedisManager(socketio.RedisManager):
         self.redis = redis.Redis(connection_pool=self._pool)
         self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         self.connected = True
+
+    def _publish(self, data):
+        # On gevent, an event is published in the batched round trip of the process's other publishes
+        # (bsn.extensions.ScriptBatcher): no pooled connection's check-out, socket poll and metrics per event.
+        # A failure falls back to python-socketio's own publish and its retry.
+        from bsn.extensions import ScriptBatcher, on_gevent
+
+        if self._max_connections is None or not on_gevent():
+            return super()._publish(data)
+        try:
+            if self._batcher is None:
+                if not self.connected:
+                    self._redis_connect()
+                self._batcher = ScriptBatcher(self.redis)
+            return self._batcher.call(None, [("PUBLISH", self.channel, self.json.dumps(data))], None)[0]
+        except Exception as exc:  # noqa: BLE001 - python-socketio's publish has its own retry
+            self._get_logger().warning("batched publish failed (%s); publishing directly", type(exc).__name__)
+            return super()._publish(data)
 
     def _redis_listen_with_retries(self):
         retry_sleep = 1

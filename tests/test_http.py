@@ -1,6 +1,7 @@
 """The HTTP conventions of CONTRACT.md: error envelope, slashes, request ids, headers, CORS, body size."""
 
 import logging
+import re
 
 import pytest
 
@@ -87,6 +88,8 @@ def test_every_answer_carries_a_request_id_and_security_headers(client):
     assert "default-src 'none'" in response.headers["Content-Security-Policy"]
     junk = client.get("/health", headers={"X-Request-ID": "bad id with spaces"})
     assert junk.headers["X-Request-ID"] != "bad id with spaces"
+    ids = {client.get("/health").headers["X-Request-ID"] for _ in range(50)} | {response.headers["X-Request-ID"]}
+    assert len(ids) == 51 and all(re.fullmatch("[0-9a-f]{32}", i) for i in ids)
 
 
 def test_cors_allows_only_listed_origins(client, app):

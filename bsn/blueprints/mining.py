@@ -1,9 +1,7 @@
 """REST: mining sessions, claims, history, achievements, leaderboard."""
 
 import logging
-import re
 import time
-import uuid
 
 from flask import g, jsonify, request
 from flask_smorest import Blueprint
@@ -12,6 +10,7 @@ from bsn.auth import bearer_token, current_caller, current_user, login_required
 from bsn.clock import isoformat
 from bsn.dbtools import cursor_id, encode_cursor
 from bsn.extensions import limiter
+from bsn.http import request_id_for
 from bsn.schemas.common import PageArgsSchema, page
 from bsn.schemas.mining import (
     AchievementsSchema,
@@ -161,7 +160,6 @@ _EARLY = "bsn.heartbeat.early"  # (token, answer or exception) that FastHeartbea
 _SLOW = "bsn.heartbeat.slow"  # in the environ: Flask serves the call (tests compare both ways)
 # A list the view appends to when its answer is a renewal (a mutable: Flask-SocketIO copies the environ).
 _RENEWED = "bsn.heartbeat.renewed"
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")  # as bsn.http accepts a client's X-Request-ID
 _PER_ANSWER = frozenset(("content-length", "x-request-id"))
 
 
@@ -194,8 +192,7 @@ class FastHeartbeat:
         if headers is None:
             return self.wsgi_app(environ, self._learning(environ, start_response, hsts))
         started = time.perf_counter()
-        incoming = environ.get("HTTP_X_REQUEST_ID", "")
-        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id = request_id_for(environ.get("HTTP_X_REQUEST_ID", ""))
         with self.app.app_context():
             g.request_id = request_id
             try:
