@@ -275,15 +275,19 @@ def send_message(
     db.session.rollback()  # what follows starts from a fresh transaction
     connection = db.session.connection()
     rows = connection.execute(_MEMBERS_AND_SENDER, {"cid": conversation_id, "uid": sender.id}).all()
-    # Ends the read before presence is asked of Redis: no transaction (nor SQLite turn) waits on the network.
-    db.session.rollback()
     member_ids = [row.user_id for row in rows]
     own = next((row for row in rows if row.user_id == sender.id), None)
     if own is None:
+        db.session.rollback()
         # Not revealing whether a conversation one is not in exists.
         raise NotFound("No such conversation.")
     author = dict(id=own.user_id, username=own.username, display_name=own.display_name, avatar_url=own.avatar_url)
-    offline = _offline(conversation_id, [uid for uid in member_ids if uid != sender.id and uid not in online_here])
+    elsewhere = [uid for uid in member_ids if uid != sender.id and uid not in online_here]
+    if elsewhere:
+        # Ends the read before presence is asked of Redis: no transaction (nor SQLite turn) waits on the network.
+        # With every member connected here there is nothing to ask, and the write continues this transaction.
+        db.session.rollback()
+    offline = _offline(conversation_id, elsewhere) if elsewhere else []
     at = clock_now()
     attachments = attachments or []
     try:
