@@ -16,6 +16,7 @@ import cProfile
 import os
 import pstats
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -39,7 +40,8 @@ def main() -> int:
     from bsn.devredis import PrivateRedis
     from bsn.extensions import db
 
-    redis = PrivateRedis(tempfile.mkdtemp(prefix="bsn-rest-profile-"), persist=False).start()
+    redis_dir = tempfile.mkdtemp(prefix="bsn-rest-profile-")
+    redis = PrivateRedis(redis_dir, persist=False).start()
     os.environ.update(
         BSN_ENV="production",
         SECRET_KEY="profile-throwaway-secret-key",
@@ -95,6 +97,7 @@ def main() -> int:
             db.session.remove()
     finally:
         redis.stop()
+        shutil.rmtree(redis_dir, ignore_errors=True)
     return 0
 
 
