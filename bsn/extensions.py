@@ -242,6 +242,9 @@ class ScriptBatcher:
         import gevent
         from gevent.event import AsyncResult
 
+        if self.pid != os.getpid():
+            # Forked: the parent's socket, and the calls it was sending, are not ours.
+            self.connection, self.pending, self.flushing, self.pid = None, [], False, os.getpid()
         result = AsyncResult()
         self.pending.append((script, keys, args, result))
         if not self.flushing:
@@ -270,7 +273,7 @@ class ScriptBatcher:
             self.flushing = False
 
     def _execute(self, batch: list) -> list:
-        """Per call: a script's reply or error, or the list of a command call's replies."""
+        """Per call: a script's reply or error, or the list of a command call's replies (or what failed it)."""
         # EVALSHA straight into the pipeline: redis-py's Script on a pipeline would first ask SCRIPT EXISTS,
         # a second round trip per batch. A script Redis lost (restart, SCRIPT FLUSH) did not run: it is
         # loaded and its calls are sent again.
@@ -281,68 +284,77 @@ class ScriptBatcher:
             if batch[i][0] is not None and isinstance(reply, redis.exceptions.NoScriptError)
         ]
         if missing:
-            for script in {id(batch[i][0]): batch[i][0] for i in missing}.values():
-                script.sha = self.client.script_load(script.script)
-            again = self._send([batch[i][:3] for i in missing])
+            try:
+                for script in {id(batch[i][0]): batch[i][0] for i in missing}.values():
+                    script.sha = self.client.script_load(script.script)
+                again = self._send([batch[i][:3] for i in missing])
+            except Exception as exc:  # noqa: BLE001 - only the calls that have not run fail
+                again = [exc] * len(missing)
             for i, reply in zip(missing, again, strict=True):
                 replies[i] = reply
         return replies
 
     def _send(self, calls: list) -> list:
-        commands, sizes = [], []
-        for script, keys, args in calls:
-            if script is None:
-                commands += keys
-                sizes.append(len(keys))
-            else:
-                commands.append(("EVALSHA", script.sha, len(keys), *keys, *args))
-                sizes.append(None)
-        try:
-            replies = self._round_trip(commands)
-        except redis.ConnectionError:
-            # A connection that Redis closed while it sat here (a restart) fails at once: once more on a new
-            # one, as redis-py's own retry would. A second failure is an outage.
-            replies = self._round_trip(commands)
-        answers, at = [], 0
-        for size in sizes:
-            answers.append(replies[at] if size is None else replies[at : at + size])
-            at += 1 if size is None else size
-        return answers
+        groups = [
+            keys if script is None else [("EVALSHA", script.sha, len(keys), *keys, *args)]
+            for script, keys, args in calls
+        ]
+        answers = self._round_trip(groups)
+        return [
+            answer if script is None or isinstance(answer, Exception) else answer[0]
+            for (script, _, _), answer in zip(calls, answers, strict=True)
+        ]
 
-    def _direct(self, commands: list) -> list:
-        # Without gevent, threads may call at once: a pooled connection of this call's own.
+    def _direct(self, commands: list):
+        # Without gevent, threads may call at once: a pooled connection of this call's own (the pool's
+        # check-out notices one that Redis closed).
         pool = self.client.connection_pool
         connection = pool.get_connection()
         try:
-            return self._round_trip(commands, connection)
+            return self._round_trip([commands], connection)[0]
         finally:
             pool.release(connection)
 
-    def _round_trip(self, commands: list, connection=None) -> list:
-        """Each command's reply, or the error Redis answered it with (on the batcher's own connection)."""
+    def _round_trip(self, groups: list[list[tuple]], connection=None, fresh: bool = False) -> list:
+        """Per group of commands: their replies (a refused command's error in its place), or the DataError that
+        kept the group from being sent. On the batcher's own connection unless `connection` is given."""
         own = connection is None
         if own:
             connection = self._connection()
+        packed, answers = [], []
+        for group in groups:
+            try:
+                packed += connection.pack_commands(group)
+                answers.append([])
+            except redis.DataError as error:  # a value Redis cannot take: that call fails, not the batch
+                answers.append(error)
+        read = 0
         try:
-            connection.send_packed_command(connection.pack_commands(commands))
-            replies = []
-            for _ in commands:
-                try:
-                    replies.append(connection.read_response())
-                except redis.ResponseError as error:
-                    replies.append(error)
-            return replies
-        except BaseException:
+            connection.send_packed_command([b"".join(packed)])  # one write for the whole batch
+            for group, answer in zip(groups, answers, strict=True):
+                if isinstance(answer, Exception):
+                    continue
+                for _ in group:
+                    try:
+                        answer.append(connection.read_response())
+                    except redis.ResponseError as error:
+                        answer.append(error)
+                    read += 1
+            return answers
+        except BaseException as failure:
             # A failure or a timeout mid-reply leaves unread replies behind: the connection is spoilt.
             if own:
                 self._drop()
             else:
                 connection.disconnect()
+            if own and not fresh and read == 0 and isinstance(failure, redis.ConnectionError):
+                # The connection kept here was closed by Redis while it sat idle (a restart), which the pool's
+                # check-out would have noticed: once more on a new one. Nothing was answered: on a connection
+                # Redis had closed, nothing ran (one that died with the batch on the wire fails the retry too).
+                return self._round_trip(groups, fresh=True)
             raise
 
     def _connection(self):
-        if self.pid != os.getpid():  # forked: the parent's socket is not ours to use
-            self.connection, self.pid = None, os.getpid()
         if self.connection is None:
             self.connection = self.client.connection_pool.get_connection()
         return self.connection
@@ -360,11 +372,14 @@ def _raise(reply):
     return reply
 
 
-def _raise_first_error(replies: list) -> list:
+def _raise_first_error(replies):
+    """A command list's replies, unless they (a failed round trip) or one of them (EXEC's too) is an error."""
+    _raise(replies)
     for reply in replies:
-        _raise(reply)
-        if isinstance(reply, list):  # EXEC's replies
+        if isinstance(reply, list):
             _raise_first_error(reply)
+        else:
+            _raise(reply)
     return replies
 
 

@@ -45,7 +45,9 @@ class RecoveringRedisManager(socketio.RedisManager):
     def _publish(self, data):
         # On gevent, an event is published in the batched round trip of the process's other publishes
         # (bsn.extensions.ScriptBatcher): no pooled connection's check-out, socket poll and metrics per event.
-        # A failure falls back to python-socketio's own publish and its retry.
+        # A failure is not published again: it may have reached Redis (a timeout), and the batcher has already
+        # tried a second connection where the first one was found closed. Like python-socketio's own publish
+        # after its retry, the event is then dropped (it is stored; clients sync on reconnect).
         from bsn.extensions import ScriptBatcher, on_gevent
 
         if self._max_connections is None or not on_gevent():
@@ -56,9 +58,9 @@ class RecoveringRedisManager(socketio.RedisManager):
                     self._redis_connect()
                 self._batcher = ScriptBatcher(self.redis)
             return self._batcher.call(None, [("PUBLISH", self.channel, self.json.dumps(data))], None)[0]
-        except Exception as exc:  # noqa: BLE001 - python-socketio's publish has its own retry
-            self._get_logger().warning("batched publish failed (%s); publishing directly", type(exc).__name__)
-            return super()._publish(data)
+        except redis.RedisError as exc:
+            self._get_logger().error("Cannot publish to redis... giving up", extra={"redis_exception": str(exc)})
+            return None
 
     def _redis_listen_with_retries(self):
         retry_sleep = 1

@@ -163,59 +163,6 @@ def test_without_redis_the_token_and_account_come_from_the_database(client, make
     assert db.session.scalar(select(User.username).where(User.id == user_id)) == "alice"
 
 
-def test_the_script_batcher_pipelines_calls_and_reloads_scripts_redis_lost(ctx):
-    from bsn.extensions import ScriptBatcher
-
-    client = redis_store.client
-    script = client.register_script("return ARGV[1] .. KEYS[1]")
-    client.script_flush()
-    batch = [(script, ["k1"], ["a"], None), (script, ["k2"], ["b"], None)]
-    assert ScriptBatcher(client)._execute(batch) == [b"ak1", b"bk2"]
-    assert ScriptBatcher(client)._execute(batch) == [b"ak1", b"bk2"]
-
-
-def test_the_script_batcher_keeps_its_connection_and_replaces_one_that_redis_closed(ctx):
-    from bsn.extensions import ScriptBatcher
-
-    client = redis_store.client
-    echo = client.register_script("return ARGV[1]")
-    failing = client.register_script("return redis.error_reply('nope')")
-    batcher = ScriptBatcher(client)
-    replies = batcher._execute([(echo, [], ["a"], None), (failing, [], [], None), (echo, [], ["b"], None)])
-    assert replies[0] == b"a" and replies[2] == b"b"
-    assert isinstance(replies[1], redis.ResponseError) and "nope" in str(replies[1])
-    held = connection_id(batcher)
-    assert batcher._execute([(echo, [], ["c"], None)]) == [b"c"] and connection_id(batcher) == held
-
-    client.client_kill_filter(_id=held)  # as a Redis restart would
-    assert batcher._execute([(echo, [], ["d"], None)]) == [b"d"]
-    assert connection_id(batcher) != held
-
-
-def test_the_script_batcher_sends_command_lists_beside_scripts(ctx):
-    from bsn.extensions import ScriptBatcher, _raise_first_error
-
-    client = redis_store.client
-    echo = client.register_script("return ARGV[1]")
-    batch = [
-        (None, [("SET", "bk", "v"), ("GET", "bk")], None, None),
-        (echo, [], ["a"], None),
-        (None, [("MULTI",), ("INCR", "bk"), ("SET", "bk2", "w"), ("EXEC",)], None, None),
-    ]
-    plain, scripted, transaction = ScriptBatcher(client)._execute(batch)
-    assert plain == [b"OK", b"v"] and scripted == b"a"
-    assert transaction[:3] == [b"OK", b"QUEUED", b"QUEUED"]
-    assert isinstance(transaction[3][0], redis.ResponseError) and transaction[3][1] == b"OK"
-    with pytest.raises(redis.ResponseError):
-        _raise_first_error(transaction)  # what the caller of run_commands gets
-    assert redis_store.run_commands([("GET", "bk2")]) == [b"w"]  # without gevent: straight through
-
-
-def connection_id(batcher) -> int:
-    batcher.connection.send_command("CLIENT", "ID")
-    return batcher.connection.read_response()
-
-
 def test_when_the_hits_cannot_be_made_ahead_flask_limiter_makes_them(client, make_user, limits, redis_calls):
     # Another strategy in the config: the lookup leaves the per-user hit to Flask-Limiter (one more round trip).
     limits(RATELIMIT_USER="2 per minute", RATELIMIT_ANON="1000 per minute", RATELIMIT_STRATEGY="moving-window")

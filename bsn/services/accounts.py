@@ -306,42 +306,60 @@ def own_account(actor: Actor) -> dict:
     return _cache_account(user, only_if_absent=True)
 
 
-def account_copy(actor: Actor, connection) -> dict | None:
-    """The caller's account as `own_account` shows it, from the copy the token lookup brought along, else
-    read on `connection` (one statement, no ORM) and stored for the caller's next calls; None for an
-    account that is gone or suspended."""
+def account_copy(actor: Actor, connection) -> tuple[dict | None, bool]:
+    """The caller's account as `own_account` shows it, and whether it was read here.
+
+    From the copy the token lookup brought along, else read on `connection` (one statement, no ORM); None
+    for an account that is gone or suspended. One read here should be kept with `keep_account_copy` for the
+    caller's next calls, once the caller's transaction has ended: no transaction waits on Redis.
+    """
     cached = getattr(actor, "account", None)
     if cached is not None:
-        return json.loads(cached)
+        return json.loads(cached), False
     row = connection.execute(_ACCOUNT, {"user_id": actor.id}).first()
     if row is None or row.suspended_at is not None or row.deleted_at is not None:
-        return None
-    return _cache_account(row, only_if_absent=True)
+        return None, False
+    return _account(row), True
+
+
+def keep_account_copy(account: dict) -> None:
+    """Store an account `account_copy` read, where there is no copy (a change's rewrite wins)."""
+    _store_account(account["id"], account, only_if_absent=True)
 
 
 _ACCOUNT_COLUMNS = (*ACCOUNT_FIELDS, "email_verified_at", "created_at", "suspended_at", "deleted_at")
 _ACCOUNT = select(*(getattr(User, name) for name in _ACCOUNT_COLUMNS)).where(User.id == bindparam("user_id"))
 
 
-def _cache_account(user, *, only_if_absent: bool) -> dict:
-    """Rewrite (or, for a suspended user, delete) the account's cached copy after a change.
-
-    Every change of a field of ACCOUNT_FIELDS or of the suspension calls it with only_if_absent=False
-    after its commit; fills pass True. `user`: a User, or a row of its columns (`_ACCOUNT`).
-    """
+def _account(user) -> dict:
+    """`user`: a User, or a row of its columns (`_ACCOUNT`)."""
     account = {name: getattr(user, name) for name in ACCOUNT_FIELDS}
     account["email_verified"] = user.email_verified_at is not None
     account["created_at"] = isoformat(user.created_at)
-    key = ACCOUNT_CACHE.format(user.id)
+    return account
+
+
+def _cache_account(user: User, *, only_if_absent: bool) -> dict:
+    """Rewrite (or, for a suspended user, delete) the account's cached copy after a change.
+
+    Every change of a field of ACCOUNT_FIELDS or of the suspension calls it with only_if_absent=False
+    after its commit; fills pass True.
+    """
+    account = _account(user)
+    _store_account(user.id, None if user.is_suspended or user.is_deleted else account, only_if_absent=only_if_absent)
+    return account
+
+
+def _store_account(user_id: int, account: dict | None, *, only_if_absent: bool) -> None:
+    key = ACCOUNT_CACHE.format(user_id)
     try:
-        if user.suspended_at is not None or user.deleted_at is not None:
+        if account is None:
             redis_store.client.delete(key)
         else:
             redis_store.client.set(key, json.dumps(account), ex=current_app.config["AUTH_CACHE_TTL"], nx=only_if_absent)
     except redis.RedisError:
         # The change is committed either way; a copy left behind lives at most AUTH_CACHE_TTL.
-        log.log(logging.WARNING if only_if_absent else logging.ERROR, "account cache of user %s not updated", user.id)
-    return account
+        log.log(logging.WARNING if only_if_absent else logging.ERROR, "account cache of user %s not updated", user_id)
 
 
 def account_changed(user: User) -> None:

@@ -22,7 +22,7 @@ from bsn.errors import Forbidden, NotFound, Unauthorized, ValidationError
 from bsn.extensions import db, redis_store
 from bsn.models import Block, Comment, Follow, Group, GroupMember, Mute, Post, PostLike, PostTag, User
 from bsn.services import moderation, notifications
-from bsn.services.accounts import account_copy, user_json
+from bsn.services.accounts import account_copy, keep_account_copy, user_json
 from bsn.services.users import blocked_between
 
 PUBLIC, FOLLOWERS = "public", "followers"
@@ -69,7 +69,7 @@ def create_post(
     if not held and not HASHTAG.search(body) and not MENTION.search(body):
         # Nothing else to write: the INSERT alone, in autocommit (no BEGIN and COMMIT round trips).
         with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            author_json = _author(author, connection)
+            author_json, account_read = _author(author, connection)
             try:
                 post_id = connection.execute(_INSERT, values).scalar_one()
             except IntegrityError:
@@ -77,6 +77,7 @@ def create_post(
                 if earlier is None:
                     raise
                 return earlier
+        _keep(account_read)
         data = _created(post_id, author_json, values)
         fan_out_later("post_created", {"post_id": post_id, "author_id": author.id}, author.id, [cache.GEN])
         return data
@@ -95,13 +96,15 @@ def create_post(
         moderation.hold_for_review("post", post_id, "auto-moderation: held for review")
     else:
         _tags_and_mentions(post_id, body, author.id, new=True)
-    data = _created(post_id, _author(author, db.session.connection()), values)
+    author_json, account_read = _author(author, db.session.connection())
+    data = _created(post_id, author_json, values)
     # The cache generations this commit moves go out with the fan-out job, in its round trip.
     cache.hold(db.session)
     try:
         db.session.commit()
     finally:
         moved = cache.held(db.session)
+    _keep(account_read)
     if held:
         cache.send(moved)
     else:
@@ -134,13 +137,19 @@ def _created(post_id: int, author: dict, values: dict) -> dict:
     }
 
 
-def _author(author: Actor, connection) -> dict:
-    """The author as lists show them, from the account copy (loading it also stores it for the author's next calls)."""
-    account = account_copy(author, connection)
+def _author(author: Actor, connection) -> tuple[dict, dict | None]:
+    """The author as lists show them, and their account when it was read here rather than from its copy."""
+    account, read_here = account_copy(author, connection)
     if account is None:
         # Suspended or deleted since the token check (both revoke every token).
         raise Unauthorized("The token is invalid, expired or revoked.", code="invalid_token")
-    return {key: account[key] for key in AUTHOR_FIELDS}
+    return {key: account[key] for key in AUTHOR_FIELDS}, account if read_here else None
+
+
+def _keep(account_read: dict | None) -> None:
+    # After the transaction, for the author's next posts: no transaction (nor SQLite turn) waits on Redis.
+    if account_read is not None:
+        keep_account_copy(account_read)
 
 
 AUTHOR_FIELDS = ("id", "username", "display_name", "avatar_url")
