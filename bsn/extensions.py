@@ -199,7 +199,7 @@ class RedisHolder:
     def run_commands(self, commands: list[tuple]) -> list:
         """Redis commands (tuples of their arguments), sent as they are in the same round trips as `run_script`'s
         scripts; their replies. A command Redis refuses raises its error (after the others ran)."""
-        return self._batcher().call(None, commands, None)
+        return self._batcher().commands(commands)
 
     def _batcher(self) -> ScriptBatcher:
         batcher = current_app.extensions.get("bsn_script_batcher")
@@ -232,6 +232,10 @@ class ScriptBatcher:
         self.flushing = False
         self.connection = None
         self.pid = os.getpid()
+
+    def commands(self, commands: list[tuple]) -> list:
+        """The replies of these commands, sent in the batch (the first error among them is raised)."""
+        return self.call(None, commands, None)
 
     def call(self, script, keys: list, args: list | None):
         """A script's reply; with `script` None, `keys` are plain commands and the answer is their replies."""

@@ -57,7 +57,7 @@ class RecoveringRedisManager(socketio.RedisManager):
                 if not self.connected:
                     self._redis_connect()
                 self._batcher = ScriptBatcher(self.redis)
-            return self._batcher.call(None, [("PUBLISH", self.channel, self.json.dumps(data))], None)[0]
+            return self._batcher.commands([("PUBLISH", self.channel, self.json.dumps(data))])[0]
         except redis.RedisError as exc:
             self._get_logger().error("Cannot publish to redis... giving up", extra={"redis_exception": str(exc)})
             return None

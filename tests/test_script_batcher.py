@@ -133,6 +133,6 @@ def test_a_forked_batcher_forgets_the_parents_connection_and_calls(ctx, monkeypa
     monkeypatch.setattr(bsn.extensions, "on_gevent", lambda: True)
     monkeypatch.setattr(gevent.event, "AsyncResult", Answered)  # only the reset is looked at: no hub, no flush
     monkeypatch.setattr(gevent, "spawn", lambda function: None)
-    assert batcher.call(None, [("PING",)], None) == "sent"
+    assert batcher.commands([("PING",)]) == "sent"
     assert batcher.connection is None and batcher.pid == os.getpid() and batcher.flushing
     assert [call[0:3] for call in batcher.pending] == [(None, [("PING",)], None)]
