@@ -33,16 +33,22 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 # A request id names a request in logs and error answers; it is no secret, so a random prefix per
 # process and a counter make it unique without a call for random bytes (and a UUID object) per request.
 _ID_COUNTER = itertools.count()
-_ID_PREFIX = [os.getpid(), secrets.token_hex(8)]
+_id_prefix = secrets.token_hex(8)
+
+
+def _new_id_prefix() -> None:
+    global _id_prefix
+    _id_prefix = secrets.token_hex(8)
+
+
+os.register_at_fork(after_in_child=_new_id_prefix)  # a process forked after import has a prefix of its own
 
 
 def request_id_for(incoming: str) -> str:
     """The client's X-Request-ID if it is a sane one, else a new id (32 hex characters, as a UUID's)."""
     if _REQUEST_ID.match(incoming):
         return incoming
-    if _ID_PREFIX[0] != os.getpid():  # forked after import: the parent's prefix is the parent's
-        _ID_PREFIX[:] = [os.getpid(), secrets.token_hex(8)]
-    return f"{_ID_PREFIX[1]}{next(_ID_COUNTER):016x}"
+    return f"{_id_prefix}{next(_ID_COUNTER):016x}"
 
 
 _SNAKE = re.compile(r"[^a-z0-9]+")

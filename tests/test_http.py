@@ -187,3 +187,18 @@ def test_socket_events_skip_url_matching(app):
         assert request.routing_exception is not None
     with app.test_request_context("/api/posts/"):
         assert request.url_rule is not None
+
+
+def test_a_forked_process_makes_request_ids_of_its_own():
+    import os
+
+    from bsn.http import request_id_for
+
+    parent = request_id_for("")
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # gunicorn forks its workers after importing the app
+        os.write(write_end, request_id_for("").encode())
+        os._exit(0)
+    os.waitpid(child, 0)
+    assert os.read(read_end, 64).decode()[:16] != parent[:16]

@@ -59,7 +59,7 @@ def connection_id(batcher) -> int:
 
 def test_a_failed_round_trip_fails_each_waiting_call_with_the_redis_error():
     batcher = ScriptBatcher(redis.Redis(connection_pool=redis_pool("redis://127.0.0.1:1/0", 2)))  # nothing there
-    script = redis.Redis().register_script("return 1")
+    script = batcher.client.register_script("return 1")
     commands, scripted = AsyncResult(), AsyncResult()
     batcher.pending = [(None, [("PING",)], None, commands), (script, [], [], scripted)]
     batcher._flush()

@@ -287,7 +287,7 @@ def send_message(
         # Ends the read before presence is asked of Redis: no transaction (nor SQLite turn) waits on the network.
         # With every member connected here there is nothing to ask, and the write continues this transaction.
         db.session.rollback()
-    offline = _offline(conversation_id, elsewhere) if elsewhere else []
+    offline = _offline(conversation_id, elsewhere)
     at = clock_now()
     attachments = attachments or []
     try:
