@@ -96,9 +96,17 @@ def _user_limit_hits():
         for item in parse_many(config["RATELIMIT_USER"]):
             key = storage.prefixed_key(item.key_for(*([prefix] if prefix else []), USER_KEY.format(_MARK), scope))
             before, _, after = key.partition(_MARK)
-            hits.append(RateHit(before, after, item.get_expiry()))
+            hits.append(RateHit(before, after, item.get_expiry(), item.amount))
         hits = cache[cache_key] = tuple(hits)
     return hits
+
+
+def _own() -> None:
+    # Marks the request: the token lookup's hits were not all of the limiter's (bsn/auth.hits_made_ahead).
+    from bsn.auth import OWN_HITS
+
+    if has_request_context():
+        request.environ[OWN_HITS] = True
 
 
 class _PrehitStrategy:
@@ -111,13 +119,21 @@ class _PrehitStrategy:
         from bsn.auth import PREHITS
 
         made = request.environ.get(PREHITS) if has_request_context() else None
-        if made:
-            count = made.pop(self.storage.prefixed_key(item.key_for(*identifiers)), None)
-            if count is not None:
-                if cost == 1:
-                    return count <= item.amount
-                return self.strategy.hit(item, *identifiers, cost=cost - 1)
+        key = self.storage.prefixed_key(item.key_for(*identifiers)) if made else None
+        if key is not None and key in made:
+            count = made.pop(key)
+            if count is None:  # the lookup was to hit it but could not (a cold token cache)
+                return self.strategy.hit(item, *identifiers, cost=cost)
+            if cost == 1:
+                return count <= item.amount
+            _own()
+            return self.strategy.hit(item, *identifiers, cost=cost - 1)
+        _own()
         return self.strategy.hit(item, *identifiers, cost=cost)
+
+    def test(self, item, *identifiers, cost: int = 1) -> bool:
+        _own()
+        return self.strategy.test(item, *identifiers, cost=cost)
 
     def __getattr__(self, name):
         return getattr(self.strategy, name)

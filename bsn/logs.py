@@ -7,7 +7,7 @@ import logging
 import sys
 import time
 
-from flask import g, has_request_context
+from flask import g, has_app_context, has_request_context
 
 _CONFIGURED = False
 
@@ -15,6 +15,8 @@ _CONFIGURED = False
 def _context_id() -> str | None:
     if has_request_context():
         return getattr(g, "request_id", None)
+    if has_app_context() and "request_id" in g:
+        return g.request_id  # a fast lane's request, served in an app context only (bsn/fastlane.py)
     try:
         from rq import get_current_job
 

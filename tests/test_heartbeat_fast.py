@@ -9,12 +9,13 @@ import pytest
 import redis
 
 from bsn.clock import clock
+from bsn.fastlane import SLOW as SLOW_KEY
 from bsn.services import heartbeats
 from tests.conftest import auth
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 PATH = "/api/mining/heartbeat/"
-SLOW = {"bsn.heartbeat.slow": True}  # Flask serves the call
+SLOW = {SLOW_KEY: True}  # Flask serves the call
 
 
 @pytest.fixture

@@ -44,8 +44,11 @@ class MuteStateSchema(Schema):
     muted = fields.Boolean()
 
 
+POST_BODY_MAX = 5000  # characters as sent; POST_MAX_LENGTH (at most this) applies to the stripped text
+
+
 class PostCreateSchema(Schema):
-    body = fields.String(required=True, validate=validate.Length(max=5000))
+    body = fields.String(required=True, validate=validate.Length(max=POST_BODY_MAX))
     visibility = fields.String(load_default="public", validate=validate.OneOf(["public", "followers"]))
     media = fields.List(
         fields.Url(schemes={"https"}, validate=validate.Length(max=500)),
@@ -60,7 +63,7 @@ class PostCreateSchema(Schema):
 
 
 class PostEditSchema(Schema):
-    body = fields.String(validate=validate.Length(max=5000))
+    body = fields.String(validate=validate.Length(max=POST_BODY_MAX))
     visibility = fields.String(validate=validate.OneOf(["public", "followers"]))
 
 

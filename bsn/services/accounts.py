@@ -206,6 +206,7 @@ class RateHit:
     prefix: str
     suffix: str
     expiry: int
+    amount: int  # the limit: a count above it is a breach
 
 
 @dataclass
