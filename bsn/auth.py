@@ -36,19 +36,22 @@ def _resolve(rate_hits=None) -> tuple[Caller | None, BSNError | None]:
         if request.headers.get("Authorization") and not request.authorization:
             return None, Unauthorized("Use 'Authorization: Bearer <token>'.", code="invalid_token")
         return None, None
-    return resolve_token(request.environ, token, rate_hits() if rate_hits else ())
+    return resolve_token(request.environ, token, rate_hits() if rate_hits else None)
 
 
-def resolve_token(environ: dict, token: str, rate_hits: tuple = ()) -> tuple[Caller | None, BSNError | None]:
+def resolve_token(environ: dict, token: str, rate_hits: tuple | None = None) -> tuple[Caller | None, BSNError | None]:
     """Authenticate the request of `environ` by its bearer token, once: the outcome stays in the environ.
 
-    `rate_hits` (`accounts.RateHit`s) are hit in the same round trip; their counts land under PREHITS,
-    for the rate limiter to use instead of its own hits. (A fast lane calls this before Flask runs.)
+    `rate_hits` (`accounts.RateHit`s; given by the rate limiter, or a fast lane before Flask runs) are hit in
+    the same round trip; their counts land under PREHITS, for the rate limiter to use instead of its own hits.
+    None: the rate limiter did not ask (it is off, or its own lookup failed and it failed open).
     """
-    found = accounts.lookup_token(token, rate_hits)
+    found = accounts.lookup_token(token, rate_hits or ())
     if found.user_id is None:
         state = None, Unauthorized("The token is invalid, expired or revoked.", code="invalid_token")
     else:
+        if rate_hits is not None:
+            environ[HITS] = rate_hits
         if rate_hits:
             # None where the lookup could not hit (a cold token cache): the rate limiter hits that one itself.
             counts = found.counts or [None] * len(rate_hits)
@@ -56,7 +59,6 @@ def resolve_token(environ: dict, token: str, rate_hits: tuple = ()) -> tuple[Cal
                 hit.prefix + str(found.user_id) + hit.suffix: count
                 for hit, count in zip(rate_hits, counts, strict=True)
             }
-            environ[HITS] = rate_hits
         state = Caller(found.user_id, found.account), None
     environ[_KEY] = state
     return state
@@ -64,17 +66,18 @@ def resolve_token(environ: dict, token: str, rate_hits: tuple = ()) -> tuple[Cal
 
 # Rate-limit counters that the token lookup of this request was to hit: {Redis key: count after the hit, or None}.
 PREHITS = "bsn.auth.prehits"
-HITS = "bsn.auth.hits"  # the `accounts.RateHit`s behind PREHITS
+HITS = "bsn.auth.hits"  # the `accounts.RateHit`s the lookup was asked to make (behind PREHITS)
 OWN_HITS = "bsn.auth.own_hits"  # set when the rate limiter hit or tested a counter not in PREHITS
 
 
 def hits_made_ahead(environ: dict) -> tuple | None:
     """The rate-limit hits of this request when they were all the token lookup's to make: the rate limiter
     used every one and touched no other counter. A fast lane may then make the same hits alone (see
-    bsn/fastlane.py); None otherwise."""
-    if _KEY not in environ or environ.get(OWN_HITS) or environ.get(PREHITS):
+    bsn/fastlane.py); None otherwise, also when the lookup that authenticated was not the rate limiter's
+    (its own failed and it failed open): "no hits" is learnt only from a limiter that asked for none."""
+    if _KEY not in environ or HITS not in environ or environ.get(OWN_HITS) or environ.get(PREHITS):
         return None
-    return environ.get(HITS, ())
+    return environ[HITS]
 
 
 def _state(rate_hits=None) -> tuple[Caller | None, BSNError | None]:

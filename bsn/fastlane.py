@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import Flask, g
 
-from bsn.http import log_access, request_id_for
+from bsn.http import STARTED, log_access, request_id_for
 
 SLOW = "bsn.fastlane.slow"  # in the environ: Flask serves the call (tests compare both ways)
 EARLY = "bsn.fastlane.early"  # what the lane did before it handed the call to Flask, for the view to use
@@ -29,7 +29,7 @@ _PER_ANSWER = frozenset(("content-length", "x-request-id"))
 
 @dataclass(frozen=True)
 class Learnt:
-    headers: list  # the response hooks' headers of an ordinary answer
+    headers: list  # an ordinary answer's headers in Flask's order; None for the per-answer values (_PER_ANSWER)
     lesson: Any  # what the view taught beside them (FastCreatePost: the rate-limit hits to make)
 
 
@@ -88,9 +88,11 @@ class FastLane:
                 log_access(self.method, environ["PATH_INFO"], int(self.status[:3]), started, answered[1])
         if answered is None:
             environ["HTTP_X_REQUEST_ID"] = request_id  # Flask's answer and logs carry the same id
+            environ[STARTED] = started  # and its log line the whole time taken
             return self.wsgi_app(environ, start_response)
         body = answered[0]
-        start_response(self.status, [*learnt.headers, ("Content-Length", str(len(body))), ("X-Request-ID", request_id)])
+        own = {"content-length": str(len(body)), "x-request-id": request_id}
+        start_response(self.status, [(k, own[k.lower()] if v is None else v) for k, v in learnt.headers])
         return [body]
 
     def _learning(self, environ, start_response, key: tuple):
@@ -98,8 +100,9 @@ class FastLane:
 
         def capture(status, headers, exc_info=None):
             if lessons and status[:4] == self.status[:4]:
-                kept = [(k, v) for k, v in headers if k.lower() not in _PER_ANSWER]
-                self.learnt[key] = Learnt(kept, lessons[0])
+                # In Flask's order, with None where each answer has its own value.
+                template = [(k, None if k.lower() in _PER_ANSWER else v) for k, v in headers]
+                self.learnt[key] = Learnt(template, lessons[0])
             return start_response(status, headers, exc_info)
 
         return capture

@@ -64,7 +64,7 @@ def test_creates_after_the_first_skip_flask(client, author, app, monkeypatch):
 
 
 def _compare(answer):
-    headers = {k: v for k, v in answer.headers.items() if k not in ("Date", "Server")}
+    headers = [(k, v) for k, v in answer.headers.items() if k not in ("Date", "Server")]  # in order
     body = answer.get_json()
     body.pop("id")
     return answer.status_code, headers, body
@@ -216,6 +216,82 @@ def test_a_cold_token_cache_is_authenticated_and_limited_once(client, make_user,
     answers = [create(client, token, {"body": f"n{i}"}) for i in (1, 2, 3)]
     assert [a.status_code for a in answers] == [201, 201, 429]
     assert len(lookups) == 3
+
+
+def test_a_create_whose_limiter_lookup_failed_open_teaches_no_empty_lesson(client, make_user, app, monkeypatch):
+    # Flask-Limiter fails open when its token lookup raises; the view then authenticates on its own, with no
+    # hits. Learning "no hits" from that answer would leave every later create of the process unlimited.
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    monkeypatch.setitem(app.config, "RATELIMIT_USER", "2 per day")  # a setting the lane has not learnt yet
+    _, token = make_user()
+    original, failed = accounts.lookup_token, []
+
+    def once_down(raw_token, rate_hits=()):
+        if rate_hits and not failed:
+            failed.append(1)
+            raise PoolTimeout("pool exhausted")
+        return original(raw_token, rate_hits)
+
+    monkeypatch.setattr(accounts, "lookup_token", once_down)
+    answers = [create(client, token, {"body": f"n{i}"}) for i in range(4)]
+    assert failed == [1]
+    # The first went unlimited (failed open); the next two are counted and the fourth is refused.
+    assert [a.status_code for a in answers] == [201, 201, 201, 429]
+    assert stored(app) == ["n0", "n1", "n2"]
+
+
+class _Disconnecting:
+    """A request body whose client went away before it was sent (gunicorn's reader raises)."""
+
+    def read(self, size=-1):
+        raise OSError("connection reset by peer")
+
+    def readinto(self, buffer):
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def test_a_client_gone_mid_body_gets_flasks_400_and_nothing_is_stored(client, author, app):
+    answers = []
+    for environ in ({}, SLOW):
+        answers.append(
+            client.post(
+                PATH,
+                headers={**auth(author[1]), "Content-Type": "application/json"},
+                environ_base=environ,
+                environ_overrides={"wsgi.input": _Disconnecting(), "CONTENT_LENGTH": "100"},
+            )
+        )
+    assert [_outcome(a) for a in answers] == [_outcome(answers[1])] * 2
+    assert answers[0].status_code == 400
+    assert stored(app) == ["first"]
+
+
+@pytest.mark.parametrize("length", ["+{}", "{}_0", " {}"])
+def test_a_length_werkzeug_does_not_read_as_one_is_left_to_flask(client, author, app, length):
+    raw = json.dumps({"body": "odd length"}).encode()
+    answers = [
+        client.post(
+            PATH,
+            data=raw,
+            headers={**auth(author[1]), "Content-Type": "application/json"},
+            environ_overrides={"CONTENT_LENGTH": length.format(len(raw))},
+            environ_base=environ,
+        )
+        for environ in ({}, SLOW)
+    ]
+    assert _outcome(answers[0]) == _outcome(answers[1])
+    assert len(stored(app)) == (3 if answers[0].status_code == 201 else 1)
+
+
+def test_with_no_body_limit_the_lane_still_serves(client, author, app, monkeypatch):
+    monkeypatch.setitem(app.config, "MAX_CONTENT_LENGTH", None)
+    seen = []
+    monkeypatch.setattr(app, "full_dispatch_request", lambda: seen.append(1))
+    assert create(client, author[1], {"body": "unbounded"}).status_code == 201
+    assert seen == [] and stored(app) == ["first", "unbounded"]
 
 
 def test_without_a_valid_token_the_answer_is_flasks_401_after_one_lookup(client, author, monkeypatch):

@@ -228,20 +228,25 @@ _JSON_TYPES = frozenset(("application/json", "application/json; charset=utf-8"))
 _CREATE_FIELDS = frozenset(("body", "visibility", "media", "client_id"))
 
 
-def _plain_create(environ: dict, max_bytes: int) -> tuple | None:
+def _plain_create(environ: dict, max_bytes: int | None) -> tuple | None:
     """create_post's (body, visibility, media, client_id) when webargs would read the body as it is, else None.
 
     The body read is put back in the environ for Flask.
     """
     if environ.get("CONTENT_TYPE", "").lower() not in _JSON_TYPES or "HTTP_TRANSFER_ENCODING" in environ:
         return None
+    declared = environ.get("CONTENT_LENGTH", "")
+    # Digits only, as werkzeug reads it ("+12" or "1_2" is no length to werkzeug, though int() takes it).
+    if not (declared.isascii() and declared.isdigit()):
+        return None
+    length = int(declared)
+    if length == 0 or (max_bytes is not None and length > max_bytes):
+        return None
     try:
-        length = int(environ.get("CONTENT_LENGTH", ""))
-    except ValueError:
-        return None
-    if not 0 < length <= max_bytes:
-        return None
-    raw = environ["wsgi.input"].read(length)
+        raw = environ["wsgi.input"].read(length)
+    except OSError:
+        # The client went away mid-body: Flask, finding the body short, answers as werkzeug does (400).
+        raw = b""
     environ["wsgi.input"] = io.BytesIO(raw)
     if len(raw) != length:
         return None
