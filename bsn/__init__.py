@@ -187,6 +187,23 @@ def _init_socketio(app: Flask) -> None:
     from bsn import sockets
 
     sockets.init_app(socketio)
+    if not app.config["SOCKET_COMPRESSION"]:
+        app.wsgi_app = _NoWebSocketExtensions(app.wsgi_app)
+
+
+class _NoWebSocketExtensions:
+    """Hides a WebSocket handshake's extension offer, so no connection negotiates permessage-deflate.
+
+    simple-websocket accepts deflate whenever a client offers it, and has no setting to refuse; a compressed
+    connection keeps a zlib compressor and decompressor (about 260 KiB) for its whole life.
+    """
+
+    def __init__(self, wsgi_app) -> None:
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+        return self.wsgi_app(environ, start_response)
 
 
 def _origin_check(allowed: list[str]):

@@ -137,6 +137,7 @@ def load_settings(instance_path: str) -> dict:
         "SYNC_BATCH": _int("SYNC_BATCH", 500),
         "CHAT_MAX_WAITING_SENDS": _int("CHAT_MAX_WAITING_SENDS", 1000),
         "SOCKET_RATE_LIMIT": _env("SOCKET_RATE_LIMIT", "60 per 10 seconds"),
+        "SOCKET_COMPRESSION": _bool("SOCKET_COMPRESSION", False),
         "TYPING_TIMEOUT": _int("TYPING_TIMEOUT", 10),
         "PRESENCE_REFRESH_INTERVAL": _int("PRESENCE_REFRESH_INTERVAL", 10),
         "PRESENCE_STALE_AFTER": _int("PRESENCE_STALE_AFTER", 30),

@@ -273,3 +273,39 @@ def test_the_namespace_counts_each_users_sockets_on_this_process(app, pair, monk
         _as_socket(app, "tab-1", chat_ns.on_disconnect)
         _as_socket(app, "tab-2", chat_ns.on_disconnect)
     assert ann_id not in chat_ns.users_here
+
+
+def _websocket_handshake(url: str) -> tuple[str, dict]:
+    """A browser's WebSocket opening (it always offers permessage-deflate): the status line and headers."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    request = (
+        "GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\n"
+        f"Host: {parts.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n"
+    )
+    with socket.create_connection((parts.hostname, parts.port), timeout=10) as conn:
+        conn.sendall(request.encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = conn.recv(4096)
+            assert chunk, f"the server closed the connection after {answer!r}"
+            answer += chunk
+    status, *lines = answer.split(b"\r\n\r\n")[0].decode().split("\r\n")
+    return status, {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
+
+
+def test_a_browsers_deflate_offer_is_declined_by_default(server):
+    status, headers = _websocket_handshake(server)
+    assert status.split()[1] == "101" and headers["upgrade"].lower() == "websocket"
+    assert "sec-websocket-extensions" not in headers  # no zlib state per connection (SOCKET_COMPRESSION)
+
+
+def test_socket_compression_on_accepts_the_offer(app):
+    with web_process(app, SOCKET_COMPRESSION="true") as web:
+        status, headers = _websocket_handshake(web.url)
+    assert status.split()[1] == "101"
+    assert headers["sec-websocket-extensions"].startswith("permessage-deflate")

@@ -1,13 +1,14 @@
 // Memory check: RSS of BSN's web process (gunicorn master + gevent worker) holding N idle authenticated /chat sockets.
 //
-//   node bench/chat/idle.mjs [--clients 1000] [--hold 30] [--limit-mib 256] [--out bench/results/chat]
+//   node bench/chat/idle.mjs [--clients 1000] [--hold 30] [--limit-mib 256] [--out bench/results/chat] [--deflate]
 //
 // Starts a private redis-server and BSN exactly as the harness does (the `bsn` entry of bench/chat/servers.json,
 // i.e. serve.py: fresh SQLite database, seeded users and tokens, the Procfile's gunicorn), connects N
 // socket.io-client sockets to /chat with their own tokens, waits until all are connected, then samples the
 // process group's RSS once a second for --hold seconds (30 s by default: longer than one 25 s Socket.IO ping
 // cycle, so per-connection ping work is included). Writes idle.json and idle.md to --out; exit code 0 when all
-// clients connected, stayed connected, and the peak is under --limit-mib.
+// clients connected, stayed connected, and the peak is under --limit-mib. --deflate: the clients offer
+// permessage-deflate, as every browser does (off by default, like the harness's load generator).
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -20,16 +21,17 @@ const REPO = path.resolve(HERE, '..', '..');
 const HARNESS = process.env.CHAT_BENCH || path.resolve(REPO, '..', 'shared', 'bench', 'chat');
 
 function parseArgs(argv) {
-  const o = { clients: 1000, hold: 30, limitMib: 256, out: path.join(REPO, 'bench', 'results', 'chat'), perRoom: 20 };
+  const o = { clients: 1000, hold: 30, limitMib: 256, out: path.join(REPO, 'bench', 'results', 'chat'), perRoom: 20, deflate: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
+    if (a === '--deflate') { o.deflate = true; continue; }
     const v = argv[++i];
     if (a === '--clients') o.clients = Number(v);
     else if (a === '--hold') o.hold = Number(v);
     else if (a === '--limit-mib') o.limitMib = Number(v);
     else if (a === '--out') o.out = path.resolve(v);
     else if (a === '--per-room') o.perRoom = Number(v);
-    else throw new Error(`unknown argument ${a}; usage: idle.mjs [--clients N] [--hold S] [--limit-mib M] [--out DIR]`);
+    else throw new Error(`unknown argument ${a}; usage: idle.mjs [--clients N] [--hold S] [--limit-mib M] [--out DIR] [--deflate]`);
   }
   if (!(o.clients > 0 && o.hold >= 0 && o.perRoom > 0)) throw new Error('--clients and --per-room must be > 0');
   return o;
@@ -133,14 +135,15 @@ function spawnGroup(cmd, args, opts, logFd) {
   return child;
 }
 
-async function connectAll(io, url, n, concurrency, timeoutMs) {
+async function connectAll(io, url, n, concurrency, timeoutMs, deflate) {
   const sockets = [];
   const errors = {};
   let next = 0;
   let ok = 0;
   const one = (i) => new Promise((resolve) => {
     const s = io(`${url}/chat`, {
-      transports: ['websocket'], forceNew: true, reconnection: false, timeout: timeoutMs, perMessageDeflate: false,
+      transports: ['websocket'], forceNew: true, reconnection: false, timeout: timeoutMs,
+      perMessageDeflate: deflate ? { threshold: 0 } : false,
       auth: { token: `bsn-chat-bench-${i}` }, // the token serve.py seeds for client i
     });
     sockets.push(s);
@@ -189,7 +192,7 @@ async function main() {
     console.error(`[idle] BSN up on ${port}: ${before.rssMiB.toFixed(1)} MiB before any client; connecting ${o.clients}`);
 
     const t0 = Date.now();
-    const res = await connectAll(io, `http://127.0.0.1:${port}`, o.clients, 50, 20000);
+    const res = await connectAll(io, `http://127.0.0.1:${port}`, o.clients, 50, 20000, o.deflate);
     sockets = res.sockets;
     const connectMs = Date.now() - t0;
     console.error(`[idle] ${res.ok}/${o.clients} connected in ${connectMs} ms ${JSON.stringify(res.errors)}`);

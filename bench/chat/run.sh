@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Chat benchmark of BSN beside node-socketio, django-channels and flask-socketio: run.sh [default|heavy|idle|all].
 #   default, heavy: the shared harness's scenario (CHAT_BENCH, default ../shared/bench/chat) with our servers file
-#   idle:           RSS of the web process holding 1,000 idle authenticated /chat sockets (idle.mjs)
+#   idle:           RSS of the web process holding 1,000 idle authenticated /chat sockets that offer
+#                   permessage-deflate, as browsers do (idle.mjs --deflate)
 #   all (default):  the three in turn
 # Tables and verdicts go to bench/results/chat/ (gitignored) and are printed. Exit code 1 when a target is missed.
 set -euo pipefail
@@ -150,7 +151,7 @@ run_idle() {
     start_monitor
     set +e
     # --foreground: a Ctrl-C reaches idle.mjs, which then stops its server and Redis.
-    timeout --foreground -k 30 900 node "$HERE/idle.mjs" --out "$OUT" >/dev/null
+    timeout --foreground -k 30 900 node "$HERE/idle.mjs" --deflate --out "$OUT" >/dev/null
     local rc=$?
     set -e
     if [ ! -f "$OUT/idle.md" ] || [ "$rc" -gt 1 ]; then
