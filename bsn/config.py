@@ -142,6 +142,7 @@ def load_settings(instance_path: str) -> dict:
         "PRESENCE_REFRESH_INTERVAL": _int("PRESENCE_REFRESH_INTERVAL", 10),
         "PRESENCE_STALE_AFTER": _int("PRESENCE_STALE_AFTER", 30),
         "PRESENCE_SWEEP_INTERVAL": _int("PRESENCE_SWEEP_INTERVAL", 15),
+        "OUTBOX_FLUSH_INTERVAL": _int("OUTBOX_FLUSH_INTERVAL", 30),
         # DAO
         "DAO_PROPOSAL_MIN_BALANCE": _env("DAO_PROPOSAL_MIN_BALANCE", "100"),  # tokens needed to propose
         "DAO_CLOSE_INTERVAL": _int("DAO_CLOSE_INTERVAL", 60),

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from bsn.devredis import PrivateRedis
 from bsn.extensions import db
-from bsn.models import Message
+from bsn.models import Message, OutboxJob
 from tests.conftest import auth
 from tests.helpers import SocketClient, stop, wait_until, web_process
 
@@ -121,6 +121,9 @@ def test_redis_restarted_while_people_chat_and_mine(app, pair, own_redis):
             assert int(refused.headers["Retry-After"]) > 0
             refused_event = {"conversation_id": chat, "body": "never stored", "client_id": "x1"}
             assert ben_socket.call("send_message", refused_event)["error"]["code"] == "service_unavailable"
+            # A post is stored and answered; its fan-out job waits in the job outbox (checked below).
+            posted = call("POST", open_web.url + "/api/posts/", ann, json={"body": "posted during the outage"})
+            assert posted.status_code == 201, posted.text
             # Mining needs Redis for its live sessions: a clean 503, and nothing lost (checked below).
             assert is_envelope(call("PATCH", open_web.url + "/api/mining/heartbeat/", ann), 503, "service_unavailable")
 
@@ -156,6 +159,9 @@ def test_redis_restarted_while_people_chat_and_mine(app, pair, own_redis):
         ("during by socket", "d2"),
         ("after", "a1"),
     ]
+    with app.app_context():
+        kept = [job.args for job in db.session.scalars(select(OutboxJob))]
+    assert kept == [["post_created", {"post_id": posted.json()["id"], "author_id": ann_id}, ann_id]]
 
 
 # ---- the web process killed ----

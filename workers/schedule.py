@@ -20,6 +20,7 @@ class Periodic:
 PERIODIC: tuple[Periodic, ...] = (
     Periodic("mining-sweep", "workers.mining.sweep", "CLEANUP_INTERVAL", timeout=120, queue=HIGH),
     Periodic("presence-sweep", "workers.presence.sweep", "PRESENCE_SWEEP_INTERVAL", timeout=60, queue=HIGH),
+    Periodic("outbox-flush", "workers.outbox.flush", "OUTBOX_FLUSH_INTERVAL", timeout=300, queue=HIGH),
     Periodic("mining-heartbeats", "workers.mining.flush_heartbeats", "HEARTBEAT_FLUSH_INTERVAL", 120, HIGH),
     Periodic("mining-leaderboards", "workers.mining.rebuild_leaderboards", "LEADERBOARD_REBUILD_INTERVAL", 600, LOW),
     Periodic("story-purge", "workers.media.purge_stories", "STORY_PURGE_INTERVAL", timeout=600, queue=LOW),

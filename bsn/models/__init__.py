@@ -8,6 +8,7 @@ from bsn.models.mining import Achievement, MiningSession, MiningState
 from bsn.models.moderation import ModerationAction, Report
 from bsn.models.nft import Nft, NftCollection, NftListing, NftTransfer
 from bsn.models.notifications import Notification, NotificationPreference
+from bsn.models.outbox import OutboxJob
 from bsn.models.social import Block, Comment, Follow, Mute, Post, PostLike
 from bsn.models.tags import PostTag
 from bsn.models.tokens import LedgerEntry, Wallet
@@ -40,6 +41,7 @@ __all__ = [
     "NftTransfer",
     "Notification",
     "NotificationPreference",
+    "OutboxJob",
     "Post",
     "PostLike",
     "PostTag",

@@ -19,9 +19,9 @@ from bsn.clock import isoformat
 from bsn.clock import now as clock_now
 from bsn.dbtools import insert_ignore, read_only
 from bsn.errors import Forbidden, NotFound, Unauthorized, ValidationError
-from bsn.extensions import db, redis_store
+from bsn.extensions import db
 from bsn.models import Block, Comment, Follow, Group, GroupMember, Mute, Post, PostLike, PostTag, User
-from bsn.services import moderation, notifications
+from bsn.services import moderation, notifications, outbox
 from bsn.services.accounts import account_copy, keep_account_copy, user_json
 from bsn.services.users import blocked_between
 
@@ -159,27 +159,14 @@ _INSERT = insert(Post.__table__).returning(Post.__table__.c.id)
 def fan_out_later(event: str, data: dict, author_id: int, cache_moves: list[str] = ()) -> None:
     """Enqueue the fan-out job and move `cache_moves`, atomically, in the batched round trip of concurrent calls.
 
-    RQ writes its enqueue into a pipeline that is never executed; its commands, wrapped in MULTI/EXEC with
-    the generations' move, go out with the requests' token checks and cache reads (`run_commands`):
-    executing the pipeline itself cost a pooled connection's check-out and a round trip of its own.
+    Called after the write's commit: with Redis down, the job waits in the job outbox (bsn/services/outbox.py)
+    and the write's answer stands.
     """
-    from rq import Retry
-
     from workers import queues
 
-    queue = queues.queue(queues.HIGH)
-    pipe = queue.connection.pipeline(transaction=False)
-    queue.enqueue_call(
-        "workers.posts.fan_out",
-        args=(event, data, author_id),
-        timeout=600,
-        result_ttl=queues.RESULT_TTL,
-        failure_ttl=queues.FAILURE_TTL,
-        retry=Retry(max=2),
-        pipeline=pipe,
+    outbox.enqueue_after_commit(
+        "workers.posts.fan_out", (event, data, author_id), queues.HIGH, timeout=600, retries=2, cache_moves=cache_moves
     )
-    cache.bump_in(pipe, list(cache_moves))
-    redis_store.run_commands([("MULTI",), *(args for args, _options in pipe.command_stack), ("EXEC",)])
 
 
 def fan_out(event: str, data: dict, author_id: int, batch: int = 5000) -> int:
