@@ -107,7 +107,7 @@ def test_one_flush_at_a_time(app, client, make_user, redis_refuses):
         assert outbox.flush() == 1
 
 
-def test_with_the_database_refusing_the_outbox_too_the_answer_is_503(app, client, make_user, redis_refuses, monkeypatch):
+def test_with_the_database_refusing_the_outbox_too_answers_503(app, client, make_user, redis_refuses, monkeypatch):
     from sqlalchemy.exc import OperationalError
 
     _, amy = make_user("amy")
