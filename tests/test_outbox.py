@@ -134,3 +134,39 @@ def test_the_flush_is_a_periodic_job():
 
     periodic = schedule.by_id("outbox-flush")
     assert (periodic.func, periodic.interval_setting) == ("workers.outbox.flush", "OUTBOX_FLUSH_INTERVAL")
+
+
+def test_a_row_that_cannot_be_enqueued_blocks_nothing_behind_it_and_fails_the_run(
+    app, client, make_user, redis_refuses
+):
+    _, amy = make_user("amy")
+    for i in range(3):
+        client.post("/api/posts/", json={"body": f"p{i}"}, headers=auth(amy))
+    first, *rest = waiting(app)
+    with app.app_context():
+        db.session.execute(db.update(OutboxJob).where(OutboxJob.id == first.id).values(queue="nowhere"))
+        db.session.commit()
+    redis_refuses()
+    with app.app_context(), pytest.raises(RuntimeError, match="1 outbox job"):
+        outbox.flush(batch=1)
+    assert [row.id for row in waiting(app)] == [first.id]  # kept, for an operator to look at
+    assert len(fan_out_jobs()) == len(rest) == 2
+
+
+def test_the_flush_reads_no_row_again_inside_a_transaction(app, client, make_user, redis_refuses):
+    from sqlalchemy import event
+
+    _, amy = make_user("amy")
+    for i in range(2):
+        client.post("/api/posts/", json={"body": f"p{i}"}, headers=auth(amy))
+    redis_refuses()
+    statements = []
+    with app.app_context():
+        engine = db.engine
+        listener = lambda *args: statements.append(args[2].split()[0].upper())  # noqa: E731
+        event.listen(engine, "before_cursor_execute", listener)
+        try:
+            assert outbox.flush() == 2
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
+    assert statements == ["SELECT", "DELETE", "DELETE"]

@@ -106,11 +106,15 @@ def create_story(author: Actor, media: str, caption: str = "") -> dict:
         expires_at=at + timedelta(seconds=current_app.config["STORY_TTL"]),
     )
     db.session.add(story)
+    db.session.flush()
+    # Built before the commit: reading the story after it would open a transaction (and, on SQLite under
+    # gevent, hold the process's writer turn) across the fan-out's Redis call.
+    data = story_json(story, db.session.get(User, author.id))
     db.session.commit()
     from bsn.services.posts import fan_out_later
 
-    fan_out_later("story_created", {"story_id": story.id, "author_id": author.id}, author.id)
-    return story_json(story, db.session.get(User, author.id))
+    fan_out_later("story_created", {"story_id": data["id"], "author_id": author.id}, author.id)
+    return data
 
 
 def _live_story(viewer: Actor, story_id: int) -> Story:

@@ -1,10 +1,13 @@
-"""Enqueueing after a commit without losing the job: what Redis refuses waits in the database (the job outbox).
+"""Enqueueing after a commit without losing the job to a Redis outage: what Redis refuses waits in the database.
 
 A job that tells others about a committed write (a post's fan-out) is enqueued after the commit; if Redis
 fails then, the write stays, and the job goes into `job_outbox` in the database instead of being lost. The
 periodic `outbox-flush` (workers/outbox.py) enqueues what waits there once Redis answers again. A job may
-so run twice (an enqueue that reached Redis but timed out), never zero times: outbox jobs must be safe to
-run again.
+so run twice (an enqueue that reached Redis but timed out; a flush that died between an enqueue and its
+row's delete): outbox jobs must be safe to run again. This is a fallback after the commit, not a
+transactional outbox: a process killed between the commit and the enqueue, or a database that refuses
+the outbox row as well (the call then fails with Redis's error), still loses the job. Call it with no
+transaction open: the row is written on a connection of its own.
 """
 
 from __future__ import annotations
@@ -21,7 +24,18 @@ from bsn.models import OutboxJob
 log = logging.getLogger(__name__)
 
 FLUSH_LOCK = "outbox:flush"  # one flush at a time, whatever the number of workers
+# Longer than the flush job's timeout (workers/schedule.py), so a slow run cannot outlive its lock.
+FLUSH_LOCK_SECONDS = 600
 FLUSH_BATCH = 500
+_COLUMNS = (
+    OutboxJob.id,
+    OutboxJob.func,
+    OutboxJob.args,
+    OutboxJob.queue,
+    OutboxJob.timeout,
+    OutboxJob.retries,
+    OutboxJob.cache_moves,
+)
 
 
 def enqueue_after_commit(
@@ -29,7 +43,7 @@ def enqueue_after_commit(
 ) -> None:
     """Enqueue the job function `job` (a dotted path) with `args` and move `cache_moves`, atomically, in the
     batched round trip of concurrent calls; into the outbox when Redis fails. Raises only when the database
-    refuses the outbox row too."""
+    refuses the outbox row too. `args` go through JSON there: strings, numbers, lists and str-keyed dicts."""
     try:
         _enqueue(job, args, queue_name, timeout, retries, list(cache_moves))
     except redis.RedisError as error:
@@ -54,25 +68,51 @@ def enqueue_after_commit(
 
 
 def flush(batch: int = FLUSH_BATCH) -> int:
-    """Enqueue what waits in the outbox, oldest first; how many. Stops at the first Redis failure (the rest waits)."""
-    lock = redis_store.client.lock(FLUSH_LOCK, timeout=300)
+    """Enqueue what waits in the outbox, oldest first; how many.
+
+    A Redis outage stops the run (the rest waits for the next). A row that fails for any other reason (its
+    queue unknown, say) is skipped, so it blocks nothing behind it, and the run then fails naming how many
+    were skipped: the job shows as failed in rq-dashboard and as late in /ready.
+    """
+    lock = redis_store.client.lock(FLUSH_LOCK, timeout=FLUSH_LOCK_SECONDS)
     if not lock.acquire(blocking=False):
         return 0
-    done = 0
+    done, skipped, after = 0, [], 0
     try:
         while True:
-            rows = db.session.scalars(select(OutboxJob).order_by(OutboxJob.id).limit(batch)).all()
+            # Plain rows, not ORM objects: nothing of them is loaded again (in a transaction) after the rollback.
+            rows = db.session.execute(
+                select(*_COLUMNS).where(OutboxJob.id > after).order_by(OutboxJob.id).limit(batch)
+            ).all()
             db.session.rollback()  # no transaction held across the Redis calls
             for row in rows:
-                _enqueue(row.func, tuple(row.args), row.queue, row.timeout, row.retries, row.cache_moves)
+                after = row.id
+                try:
+                    _enqueue(row.func, tuple(row.args), row.queue, row.timeout, row.retries, row.cache_moves)
+                except redis.ResponseError:
+                    log.exception("outbox job %s (%s) refused by Redis; skipped", row.id, row.func)
+                    skipped.append(row.id)
+                    continue
+                except redis.RedisError:
+                    raise  # Redis is not there (yet): the rest waits
+                except Exception:
+                    log.exception("outbox job %s (%s) could not be enqueued; skipped", row.id, row.func)
+                    skipped.append(row.id)
+                    continue
                 # Enqueued before it is deleted: a flush that dies between the two enqueues it again next time.
                 db.session.execute(delete(OutboxJob).where(OutboxJob.id == row.id))
                 db.session.commit()
                 done += 1
             if len(rows) < batch:
-                return done
+                break
     finally:
-        lock.release()
+        try:
+            lock.release()
+        except redis.RedisError:
+            log.warning("the outbox flush lock could not be released; it expires in %s s", FLUSH_LOCK_SECONDS)
+    if skipped:
+        raise RuntimeError(f"{len(skipped)} outbox job(s) could not be enqueued (ids {skipped[:10]}); the rest were")
+    return done
 
 
 def waiting() -> int:
