@@ -92,6 +92,7 @@ def status(as_json: bool) -> None:
         click.echo("\nqueue     queued  started  failed")
         for q in report["queues"]:
             click.echo(f"{q['name']:<9} {q['queued']:>6}  {q['started']:>7}  {q['failed']:>6}")
+        click.echo(f"job outbox (waiting for Redis): {report['outbox_waiting']}")
         click.echo(f"\nworkers: {len(report['workers'])}")
         for w in report["workers"]:
             click.echo(f"  {w['name']} {w['state']} heartbeat {w['heartbeat_age_seconds']}s ago job={w['current_job']}")

@@ -138,4 +138,13 @@ def status() -> dict:
                 "failed": q.failed_job_registry.count,
             }
         )
-    return {"checks": checks(), "schedule": schedule, "workers": workers, "queues": queues}
+    from bsn.services import outbox
+
+    # Jobs Redis refused after their commit wait in the database, where rq-dashboard does not look.
+    return {
+        "checks": checks(),
+        "schedule": schedule,
+        "workers": workers,
+        "queues": queues,
+        "outbox_waiting": outbox.waiting(),
+    }

@@ -141,5 +141,7 @@ def test_flask_bsn_status_shows_the_schedule_and_fails_when_not_ready(app, ctx):
         "default",
         "low",
     }
+    assert report["outbox_waiting"] == 0
     text = app.test_cli_runner().invoke(args=["bsn", "status"])
     assert "mining-sweep" in text.output and "BAD scheduler" in text.output
+    assert "job outbox (waiting for Redis): 0" in text.output

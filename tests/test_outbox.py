@@ -7,7 +7,7 @@ import redis
 from rq import Queue
 from sqlalchemy import select
 
-from bsn import cache
+from bsn import cache, liveness
 from bsn.extensions import db, redis_store
 from bsn.fastlane import SLOW
 from bsn.models import OutboxJob, Post
@@ -74,6 +74,8 @@ def test_the_flush_enqueues_what_waited_moves_its_generations_and_empties_the_ou
     ids = [client.post("/api/posts/", json={"body": f"p{i}"}, headers=auth(amy)).get_json()["id"] for i in range(3)]
     assert len(waiting(app)) == 3
     redis_refuses()  # Redis is back
+    with app.app_context():
+        assert liveness.status()["outbox_waiting"] == 3  # where an operator sees them
     before = redis_store.client.get(cache.GEN)
     with app.app_context():
         assert outbox.flush(batch=2) == 3  # in two batches
