@@ -38,9 +38,12 @@ def waiting(app) -> list[OutboxJob]:
         return rows
 
 
-@pytest.mark.parametrize("path", ["lane", "flask"])
+@pytest.mark.parametrize(
+    ("path", "text"),
+    [("lane", "during"), ("flask", "during"), ("flask", "during the #outage")],  # the last: tags, in a transaction
+)
 def test_a_post_whose_fan_out_redis_refuses_is_stored_answered_and_its_job_kept(
-    app, client, make_user, redis_refuses, path, monkeypatch
+    app, client, make_user, redis_refuses, path, text, monkeypatch
 ):
     amy_id, amy = make_user("amy")
     assert client.post("/api/posts/", json={"body": "warm-up"}, headers=auth(amy)).status_code == 201  # the lane learns
@@ -52,7 +55,7 @@ def test_a_post_whose_fan_out_redis_refuses_is_stored_answered_and_its_job_kept(
     if path == "lane":
         monkeypatch.setattr(app, "full_dispatch_request", lambda: flask.append(1))
     environ = {SLOW: True} if path == "flask" else {}
-    answer = client.post("/api/posts/", json={"body": "during"}, headers=auth(amy), environ_base=environ)
+    answer = client.post("/api/posts/", json={"body": text}, headers=auth(amy), environ_base=environ)
     assert answer.status_code == 201, answer.get_json()
     assert flask == []
     post_id = answer.get_json()["id"]
