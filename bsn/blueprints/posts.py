@@ -236,7 +236,7 @@ def _plain_create(environ: dict, max_bytes: int | None) -> tuple | None:
     if environ.get("CONTENT_TYPE", "").lower() not in _JSON_TYPES or "HTTP_TRANSFER_ENCODING" in environ:
         return None
     declared = environ.get("CONTENT_LENGTH", "")
-    # Digits only, as werkzeug reads it ("+12" or "1_2" is no length to werkzeug, though int() takes it).
+    # Plain digits only; anything else ("+12", "1_2", " 12") is left to werkzeug, which reads some of it otherwise.
     if not (declared.isascii() and declared.isdigit()):
         return None
     length = int(declared)
