@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import redis
 from rq import Queue
@@ -21,14 +23,15 @@ def fan_out_jobs() -> list[tuple]:
 
 @pytest.fixture
 def redis_refuses(monkeypatch):
-    """Every batched Redis command list fails, as when Redis went away after the token check."""
-    original = type(redis_store).run_commands
+    """Every batched Redis command list fails, as when Redis went away after the token check; `.back()` ends it."""
+    runner = type(redis_store)
+    original = runner.run_commands
 
     def down(self, commands):
         raise redis.ConnectionError("Redis went away")
 
-    monkeypatch.setattr(type(redis_store), "run_commands", down)
-    return lambda: monkeypatch.setattr(type(redis_store), "run_commands", original)
+    monkeypatch.setattr(runner, "run_commands", down)
+    return SimpleNamespace(back=lambda: monkeypatch.setattr(runner, "run_commands", original))
 
 
 def waiting(app) -> list[OutboxJob]:
@@ -76,7 +79,7 @@ def test_the_flush_enqueues_what_waited_moves_its_generations_and_empties_the_ou
     amy_id, amy = make_user("amy")
     ids = [client.post("/api/posts/", json={"body": f"p{i}"}, headers=auth(amy)).get_json()["id"] for i in range(3)]
     assert len(waiting(app)) == 3
-    redis_refuses()  # Redis is back
+    redis_refuses.back()
     with app.app_context():
         assert liveness.status()["outbox_waiting"] == 3  # where an operator sees them
     before = redis_store.client.get(cache.GEN)
@@ -102,7 +105,7 @@ def test_a_flush_while_redis_still_refuses_keeps_every_job(app, client, make_use
 def test_one_flush_at_a_time(app, client, make_user, redis_refuses):
     _, amy = make_user("amy")
     client.post("/api/posts/", json={"body": "p"}, headers=auth(amy))
-    redis_refuses()
+    redis_refuses.back()
     held = redis_store.client.lock(outbox.FLUSH_LOCK, timeout=60)
     assert held.acquire(blocking=False)
     with app.app_context():
@@ -151,7 +154,7 @@ def test_a_row_that_cannot_be_enqueued_blocks_nothing_behind_it_and_fails_the_ru
     with app.app_context():
         db.session.execute(db.update(OutboxJob).where(OutboxJob.id == first.id).values(queue="nowhere"))
         db.session.commit()
-    redis_refuses()
+    redis_refuses.back()
     with app.app_context(), pytest.raises(RuntimeError, match="1 outbox job"):
         outbox.flush(batch=1)
     assert [row.id for row in waiting(app)] == [first.id]  # kept, for an operator to look at
@@ -164,7 +167,7 @@ def test_the_flush_reads_no_row_again_inside_a_transaction(app, client, make_use
     _, amy = make_user("amy")
     for i in range(2):
         client.post("/api/posts/", json={"body": f"p{i}"}, headers=auth(amy))
-    redis_refuses()
+    redis_refuses.back()
     statements = []
     with app.app_context():
         engine = db.engine

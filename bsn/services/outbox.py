@@ -17,7 +17,6 @@ import logging
 import redis
 from sqlalchemy import delete, func, insert, select
 
-from bsn.clock import now as clock_now
 from bsn.extensions import db, redis_store
 from bsn.models import OutboxJob
 
@@ -27,15 +26,7 @@ FLUSH_LOCK = "outbox:flush"  # one flush at a time, whatever the number of worke
 # Longer than the flush job's timeout (workers/schedule.py), so a slow run cannot outlive its lock.
 FLUSH_LOCK_SECONDS = 600
 FLUSH_BATCH = 500
-_COLUMNS = (
-    OutboxJob.id,
-    OutboxJob.func,
-    OutboxJob.args,
-    OutboxJob.queue,
-    OutboxJob.timeout,
-    OutboxJob.retries,
-    OutboxJob.cache_moves,
-)
+_OUTBOX = OutboxJob.__table__
 
 
 def enqueue_after_commit(
@@ -51,7 +42,7 @@ def enqueue_after_commit(
         try:
             with db.engine.begin() as connection:
                 connection.execute(
-                    insert(OutboxJob.__table__),
+                    insert(_OUTBOX),
                     {
                         "func": job,
                         "args": list(args),
@@ -59,7 +50,6 @@ def enqueue_after_commit(
                         "timeout": timeout,
                         "retries": retries,
                         "cache_moves": list(cache_moves),
-                        "created_at": clock_now(),
                     },
                 )
         except Exception:
@@ -82,25 +72,21 @@ def flush(batch: int = FLUSH_BATCH) -> int:
         while True:
             # Plain rows, not ORM objects: nothing of them is loaded again (in a transaction) after the rollback.
             rows = db.session.execute(
-                select(*_COLUMNS).where(OutboxJob.id > after).order_by(OutboxJob.id).limit(batch)
+                select(_OUTBOX).where(_OUTBOX.c.id > after).order_by(_OUTBOX.c.id).limit(batch)
             ).all()
             db.session.rollback()  # no transaction held across the Redis calls
             for row in rows:
                 after = row.id
                 try:
                     _enqueue(row.func, tuple(row.args), row.queue, row.timeout, row.retries, row.cache_moves)
-                except redis.ResponseError:
-                    log.exception("outbox job %s (%s) refused by Redis; skipped", row.id, row.func)
-                    skipped.append(row.id)
-                    continue
-                except redis.RedisError:
-                    raise  # Redis is not there (yet): the rest waits
-                except Exception:
+                except Exception as error:
+                    if isinstance(error, redis.RedisError) and not isinstance(error, redis.ResponseError):
+                        raise  # Redis is not there (yet): the rest waits
                     log.exception("outbox job %s (%s) could not be enqueued; skipped", row.id, row.func)
                     skipped.append(row.id)
                     continue
                 # Enqueued before it is deleted: a flush that dies between the two enqueues it again next time.
-                db.session.execute(delete(OutboxJob).where(OutboxJob.id == row.id))
+                db.session.execute(delete(_OUTBOX).where(_OUTBOX.c.id == row.id))
                 db.session.commit()
                 done += 1
             if len(rows) < batch:
@@ -117,7 +103,7 @@ def flush(batch: int = FLUSH_BATCH) -> int:
 
 def waiting() -> int:
     """How many jobs wait in the outbox."""
-    return db.session.scalar(select(func.count()).select_from(OutboxJob))
+    return db.session.scalar(select(func.count()).select_from(_OUTBOX))
 
 
 def _enqueue(job: str, args: tuple, queue_name: str, timeout: int, retries: int, cache_moves: list[str]) -> None:
