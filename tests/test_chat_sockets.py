@@ -164,27 +164,29 @@ def test_presence_is_shown_to_contacts_only_and_goes_offline(sockets, pair, make
 
 
 def test_sends_beyond_the_waiting_bound_are_refused_before_anything_is_stored(app, pair, monkeypatch):
-    """In process, on the namespace itself: every turn is taken, two sends wait, the third is refused."""
+    """In process, on the namespace itself: the first send's batch is held, two sends wait, the third is refused."""
     import threading
     import time
 
     from bsn.actors import Caller
     from bsn.errors import ServiceUnavailable
     from bsn.extensions import socketio
-    from bsn.sockets.chat import SEND_CONCURRENCY
+    from bsn.services import messaging
 
     chat_ns = socketio.server.namespace_handlers[CHAT]
     monkeypatch.setitem(app.config, "CHAT_MAX_WAITING_SENDS", 2)
     ann = Caller(pair["ann"][0])
     answers = {}
+    with app.app_context():
+        group = messaging._group_commit()
+    held, store = threading.Event(), group._store
+    monkeypatch.setattr(group, "_store", lambda sends: (held.wait(10), store(sends))[1])
 
     def send(i):
         with app.app_context():
             payload = {"conversation_id": pair["chat"], "body": f"m{i}", "client_id": f"w{i}"}
             answers[i] = chat_ns.on_send_message(ann, payload)
 
-    for _ in range(SEND_CONCURRENCY):
-        chat_ns._sends.acquire()
     waiting = [threading.Thread(target=send, args=(i,)) for i in range(2)]
     try:
         for thread in waiting:
@@ -201,8 +203,7 @@ def test_sends_beyond_the_waiting_bound_are_refused_before_anything_is_stored(ap
                 chat_ns.admit("send_message")
             chat_ns.admit("typing")
     finally:
-        for _ in range(SEND_CONCURRENCY):
-            chat_ns._sends.release()
+        held.set()
         for thread in waiting:
             thread.join(timeout=10)
     assert sorted(answer["seq"] for answer in answers.values()) == [1, 2] and chat_ns._waiting == 0

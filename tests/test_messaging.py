@@ -243,3 +243,145 @@ def test_message_pages_follow_their_cursor_both_ways(client, trio):
     assert walk(f"{url}?limit=2") == [5, 4, 3, 2, 1]
     assert walk(f"{url}?limit=2&after_seq=0") == [1, 2, 3, 4, 5]
     assert client.get(f"{url}?cursor=WyJzaWRld2F5cyIsMV0", headers=auth(ann)).status_code == 422
+
+
+# ---- sends stored together (bsn/groupcommit.py): each answered as if alone ----
+
+
+def _sends(app, *sends):
+    """Store these (sender id, conversation id, body, client_id) as one batch, in one app context."""
+    from bsn.services import messaging
+
+    with app.app_context():
+        return messaging.store_sends(
+            [messaging.Send(uid, cid, body, client_id, [], ()) for uid, cid, body, client_id in sends]
+        )
+
+
+def test_one_batch_answers_each_send_alone_in_one_commit(app, client, trio, make_user, monkeypatch):
+    from sqlalchemy import event
+
+    from bsn import realtime
+    from bsn.errors import Forbidden, NotFound
+    from bsn.extensions import db
+
+    (ann_id, ann), (ben_id, ben), (cid_id, cid) = trio
+    dan_id, _ = make_user("dan")
+    group = create(client, ann, [ben_id, cid_id], title="Trip").get_json()["id"]
+    direct = create(client, ann, [ben_id]).get_json()["id"]
+    blocked = create(client, cid, [ann_id]).get_json()["id"]
+    earlier = send(client, cid, group, "said before", client_id="c-old").get_json()
+    client.post(f"/api/users/{ann_id}/block/", headers=auth(cid))
+    sent = []
+    monkeypatch.setattr(realtime, "emit", lambda event, data, namespace, room: sent.append((room, data["seq"])))
+    commits = []
+
+    def counted(connection):
+        commits.append(connection)
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "commit", counted)
+    try:
+        outcomes = _sends(
+            app,
+            (ann_id, group, "one", "a-1"),
+            (dan_id, group, "not a member", "d-1"),
+            (ben_id, group, "two", None),
+            (ann_id, group, "one again", "a-1"),  # the same client_id in the same batch
+            (ann_id, blocked, "are you there", "a-2"),
+            (cid_id, group, "said again", "c-old"),  # a client_id of an earlier batch
+            (ann_id, direct, "hi ben", "a-3"),
+        )
+    finally:
+        event.remove(engine, "commit", counted)
+    one, outsider, two, one_again, refused, retried, hi = outcomes
+    assert isinstance(outsider, NotFound) and isinstance(refused, Forbidden)
+    assert (one["seq"], two["seq"], one_again) == (2, 3, one)  # seq 1 was "said before"
+    assert one["sender"]["username"] == "ann" and two["sender"]["username"] == "ben"
+    assert retried["id"] == earlier["id"] and retried["body"] == "said before"
+    assert hi["seq"] == 1 and hi["conversation_id"] == direct
+    assert len(commits) == 1
+    # Broadcast once each, after the commit; the echoes and the refused announce nothing.
+    assert sorted(sent) == sorted([(f"conv:{group}", 2), (f"conv:{group}", 3), (f"conv:{direct}", 1)])
+    page = client.get(f"/api/conversations/{group}/messages/?after_seq=0", headers=auth(ben)).get_json()
+    assert [(m["seq"], m["body"]) for m in page["results"]] == [(1, "said before"), (2, "one"), (3, "two")]
+    assert (
+        client.get(f"/api/conversations/{blocked}/messages/?after_seq=0", headers=auth(cid)).get_json()["results"] == []
+    )
+    marker = client.get("/api/conversations/", headers=auth(ann)).get_json()["results"]
+    assert {c["conversation"]["id"]: c["last_read_seq"] for c in marker}[group] == 2  # the sender's own, read
+
+
+def test_a_sender_who_left_between_read_and_write_is_refused_and_the_rest_stored(app, client, trio, monkeypatch):
+    """The batch is read again when a membership changed under it; the send that lost its member is 404."""
+    from sqlalchemy import delete
+
+    from bsn.errors import NotFound
+    from bsn.extensions import db
+    from bsn.models import ConversationMember
+    from bsn.services import messaging
+
+    (ann_id, ann), (ben_id, _), (cid_id, _) = trio
+    group = create(client, ann, [ben_id, cid_id], title="Trip").get_json()["id"]
+    online, asked = messaging._online, []
+
+    def cid_leaves(user_ids):
+        # Between the batch's read and its write, from another connection.
+        if not asked:
+            with db.engine.begin() as other:
+                other.execute(
+                    delete(ConversationMember).where(
+                        ConversationMember.conversation_id == group, ConversationMember.user_id == cid_id
+                    )
+                )
+        asked.append(user_ids)
+        return online(user_ids)
+
+    monkeypatch.setattr(messaging, "_online", cid_leaves)
+    first, second = _sends(app, (ann_id, group, "still here", None), (cid_id, group, "bye", None))
+    assert isinstance(second, NotFound) and first["seq"] == 1 and len(asked) == 2
+    page = client.get(f"/api/conversations/{group}/messages/?after_seq=0", headers=auth(ann)).get_json()
+    assert [m["body"] for m in page["results"]] == ["still here"]
+
+
+def test_sends_that_arrive_while_a_batch_is_stored_make_the_next_batch(app, client, trio, monkeypatch):
+    import threading
+    import time
+
+    from bsn.services import messaging
+
+    (_, ann), (ben_id, ben), _ = trio
+    chat = create(client, ann, [ben_id]).get_json()["id"]
+    with app.app_context():
+        group = messaging._group_commit()
+    held, sizes, store = threading.Event(), [], group._store
+
+    def recorded(sends):
+        sizes.append(len(sends))
+        held.wait(10)
+        return store(sends)
+
+    monkeypatch.setattr(group, "_store", recorded)
+    answers = {}
+
+    def one(i):
+        answers[i] = send(app.test_client(), ann if i % 2 else ben, chat, f"m{i}", client_id=f"m{i}").get_json()
+
+    first = threading.Thread(target=one, args=(0,))
+    first.start()
+    deadline = time.monotonic() + 10
+    while not sizes and time.monotonic() < deadline:
+        time.sleep(0.01)
+    rest = [threading.Thread(target=one, args=(i,)) for i in range(1, 8)]
+    for thread in rest:
+        thread.start()
+    while group.waiting < 7 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert group.waiting == 7
+    held.set()
+    for thread in [first, *rest]:
+        thread.join(timeout=10)
+    assert sizes == [1, 7]
+    assert sorted(a["seq"] for a in answers.values()) == list(range(1, 9))
+    assert all(a["body"] == f"m{i}" and a["client_id"] == f"m{i}" for i, a in answers.items())

@@ -7,11 +7,13 @@ the transaction that makes them true has committed.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import redis
 from flask import current_app
-from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from bsn import realtime
@@ -20,6 +22,7 @@ from bsn.clock import now as clock_now
 from bsn.dbtools import insert_ignore
 from bsn.errors import Conflict, Forbidden, NotFound, ValidationError
 from bsn.extensions import db, redis_store
+from bsn.groupcommit import GroupCommit
 from bsn.models import Conversation, ConversationMember, Message, MessageReaction, User
 from bsn.services import moderation, notifications, presence
 from bsn.services.accounts import user_json
@@ -223,36 +226,70 @@ _conversations, _members, _messages, _users_table = (
     Message.__table__,
     User.__table__,
 )
-# The members' ids, with the sender's public fields on the sender's own row (one statement, not two).
-_MEMBERS_AND_SENDER = (
-    select(_members.c.user_id, _users_table.c.username, _users_table.c.display_name, _users_table.c.avatar_url)
+# The members of these conversations with each one's kind, and the senders' public fields on their own rows
+# (one statement for a whole batch of sends).
+_MEMBERS_AND_SENDERS = (
+    select(
+        _members.c.conversation_id,
+        _members.c.user_id,
+        _conversations.c.kind,
+        _users_table.c.username,
+        _users_table.c.display_name,
+        _users_table.c.avatar_url,
+    )
     .select_from(
-        _members.outerjoin(
-            _users_table, (_users_table.c.id == _members.c.user_id) & (_members.c.user_id == bindparam("uid"))
+        _members.join(_conversations, _conversations.c.id == _members.c.conversation_id).outerjoin(
+            _users_table,
+            (_users_table.c.id == _members.c.user_id) & _members.c.user_id.in_(bindparam("uids", expanding=True)),
         )
     )
-    .where(_members.c.conversation_id == bindparam("cid"))
+    .where(_members.c.conversation_id.in_(bindparam("cids", expanding=True)))
 )
-# One statement takes the next seq, locks the conversation row until commit (so the seq has no gap,
-# whoever sends at once), and checks again that the sender is a member, inside the writing transaction.
-_TAKE_SEQ = (
+# One statement takes a conversation's next `n` seqs, locks its row until commit (so seqs have no gap, whoever
+# sends at once), and checks again, inside the writing transaction, that every sender is still a member.
+_TAKE_SEQS = (
     update(_conversations)
     .where(
         _conversations.c.id == bindparam("cid"),
-        exists().where(_members.c.conversation_id == bindparam("cid"), _members.c.user_id == bindparam("uid")),
+        select(func.count())
+        .where(
+            _members.c.conversation_id == bindparam("cid"),
+            _members.c.user_id.in_(bindparam("uids", expanding=True)),
+        )
+        .scalar_subquery()
+        == bindparam("senders"),
     )
     .values(
-        last_seq=_conversations.c.last_seq + 1,
+        last_seq=_conversations.c.last_seq + bindparam("n"),
         last_message_at=bindparam("at", type_=_conversations.c.last_message_at.type),
     )
-    .returning(_conversations.c.last_seq, _conversations.c.kind)
+    .returning(_conversations.c.last_seq)
 )
-_INSERT_MESSAGE = insert(_messages).returning(_messages.c.id)
+# Many rows in one statement; (conversation_id, seq) tells which id is whose, whatever order the rows come back in.
+_INSERT_MESSAGES = insert(_messages).returning(_messages.c.id, _messages.c.conversation_id, _messages.c.seq)
 _READ_OWN = (
     update(_members)
     .where(_members.c.conversation_id == bindparam("cid"), _members.c.user_id == bindparam("uid"))
     .values(last_read_seq=bindparam("seq"))
 )
+# How many waiting sends one transaction stores at most (bsn/groupcommit.py): a batch holds the database's
+# single writer (SQLite) and, on gevent, the whole process for as long as it runs.
+SEND_BATCH = 100
+# A batch is read again when a sender left a conversation between its read and its write; a conversation whose
+# members keep changing faster than that gets its sends refused rather than retried without end.
+SEND_PASSES = 5
+
+
+@dataclass(eq=False, slots=True)
+class Send:
+    """One checked send waiting to be stored."""
+
+    sender_id: int
+    conversation_id: int
+    body: str
+    client_id: str | None
+    attachments: list
+    online_here: Collection[int]
 
 
 def send_message(
@@ -263,7 +300,7 @@ def send_message(
     A client_id the sender used before returns the message stored the first time, so a retry
     (after a timeout, a reconnect, a crash) never makes a duplicate. `online_here`: user ids the caller
     knows to be connected to this very process (the chat namespace's sockets); presence is not asked
-    about them.
+    about them. Concurrent sends of one process are stored together (`store_sends`), each answered alone.
     """
     body = body.strip()
     if not body and not attachments:
@@ -272,92 +309,215 @@ def send_message(
         raise ValidationError(fields={"body": [f"At most {current_app.config['MESSAGE_MAX_LENGTH']} characters."]})
     if body and moderation.screen(body) == moderation.HOLD:
         raise ValidationError("This message was not accepted by auto-moderation.", fields={"body": ["Not accepted."]})
+    db.session.rollback()  # none of the caller's transaction stays open while its send waits its turn
+    send = Send(sender.id, conversation_id, body, client_id, attachments or [], online_here)
+    return _group_commit().submit(send)
+
+
+def _group_commit() -> GroupCommit:
+    app = current_app._get_current_object()
+    group = app.extensions.get("bsn_sends")
+    if group is None:
+        group = app.extensions.setdefault("bsn_sends", GroupCommit(app, store_sends, SEND_BATCH))
+    return group
+
+
+def store_sends(sends: Sequence[Send]) -> list:
+    """Store checked sends in one transaction. One outcome each, in order: the message as sent to clients, or
+    the error that send alone gets (NotFound, Forbidden). A client_id its sender used before, in an earlier
+    batch or earlier in this one, gets the message stored the first time."""
+    outcomes: list = [None] * len(sends)
+    first: dict[tuple[int, str], int] = {}
+    echoes: dict[int, int] = {}
+    todo = []
+    for i, send in enumerate(sends):
+        key = (send.sender_id, send.client_id)
+        if send.client_id is not None and key in first:
+            echoes[i] = first[key]
+        else:
+            if send.client_id is not None:
+                first[key] = i
+            todo.append(i)
+    for _ in range(SEND_PASSES):
+        todo = _store_pass(sends, todo, outcomes)
+        if not todo:
+            break
+    for i in todo:
+        outcomes[i] = Conflict("The conversation changed while the message was stored; send again.", code="retry")
+    for i, j in echoes.items():
+        outcomes[i] = outcomes[j]
+    return outcomes
+
+
+def _store_pass(sends: Sequence[Send], todo: list[int], outcomes: list) -> list[int]:
+    """Store sends[i] for each i in `todo`, setting outcomes[i]; returns the ones to try again."""
     db.session.rollback()  # what follows starts from a fresh transaction
     connection = db.session.connection()
-    rows = connection.execute(_MEMBERS_AND_SENDER, {"cid": conversation_id, "uid": sender.id}).all()
-    member_ids = [row.user_id for row in rows]
-    own = next((row for row in rows if row.user_id == sender.id), None)
-    if own is None:
+    rows = connection.execute(
+        _MEMBERS_AND_SENDERS,
+        {"cids": sorted({sends[i].conversation_id for i in todo}), "uids": sorted({sends[i].sender_id for i in todo})},
+    ).all()
+    members: dict[int, set[int]] = {}
+    kinds: dict[int, str] = {}
+    authors: dict[int, dict] = {}
+    for row in rows:
+        members.setdefault(row.conversation_id, set()).add(row.user_id)
+        kinds[row.conversation_id] = row.kind
+        if row.username is not None:
+            authors[row.user_id] = dict(
+                id=row.user_id, username=row.username, display_name=row.display_name, avatar_url=row.avatar_url
+            )
+    ready: list[int] = []
+    for i in todo:
+        send = sends[i]
+        if send.sender_id not in members.get(send.conversation_id, ()):
+            # Not revealing whether a conversation one is not in exists.
+            outcomes[i] = NotFound("No such conversation.")
+            continue
+        if kinds[send.conversation_id] == DIRECT:
+            try:
+                _refuse_blocked(send.sender_id, members[send.conversation_id] - {send.sender_id})
+            except Forbidden as refused:
+                outcomes[i] = refused
+                continue
+        ready.append(i)
+    if not ready:
         db.session.rollback()
-        # Not revealing whether a conversation one is not in exists.
-        raise NotFound("No such conversation.")
-    author = dict(id=own.user_id, username=own.username, display_name=own.display_name, avatar_url=own.avatar_url)
-    elsewhere = [uid for uid in member_ids if uid != sender.id and uid not in online_here]
-    if elsewhere:
+        return []
+    elsewhere = {
+        i: [
+            uid
+            for uid in members[sends[i].conversation_id]
+            if uid != sends[i].sender_id and uid not in sends[i].online_here
+        ]
+        for i in ready
+    }
+    asked = sorted({uid for uids in elsewhere.values() for uid in uids})
+    online: set[int] = set()
+    if asked:
         # Ends the read before presence is asked of Redis: no transaction (nor SQLite turn) waits on the network.
         # With every member connected here there is nothing to ask, and the write continues this transaction.
         db.session.rollback()
-    offline = _offline(conversation_id, elsewhere)
+        online = _online(asked)
     at = clock_now()
-    attachments = attachments or []
+    by_conversation: dict[int, list[int]] = {}
+    for i in ready:
+        by_conversation.setdefault(sends[i].conversation_id, []).append(i)
+    seqs: dict[int, int] = {}
     try:
         connection = db.session.connection()
-        row = connection.execute(_TAKE_SEQ, {"cid": conversation_id, "uid": sender.id, "at": at}).first()
-        if row is None:
-            raise NotFound("No such conversation.")  # removed meanwhile
-        seq, kind = row
-        if kind == DIRECT:
-            _refuse_blocked(sender.id, [uid for uid in member_ids if uid != sender.id])
-        # A reused client_id fails here on the unique index: cheaper than looking for it before every send.
-        message_id = connection.execute(
-            _INSERT_MESSAGE,
-            {
-                "conversation_id": conversation_id,
-                "seq": seq,
-                "sender_id": sender.id,
-                "body": body,
-                "client_id": client_id,
-                "attachments": attachments,
-                "created_at": at,
-            },
-        ).scalar_one()
-        connection.execute(_READ_OWN, {"cid": conversation_id, "uid": sender.id, "seq": seq})
-        for user_id in offline:
-            data = {"conversation_id": conversation_id, "message_id": message_id, "seq": seq}
-            notifications.notify(user_id, "message", sender.id, data)
+        for conversation_id in sorted(by_conversation):  # always in the same order: no deadlock between batches
+            batch = by_conversation[conversation_id]
+            senders = sorted({sends[i].sender_id for i in batch})
+            last = connection.execute(
+                _TAKE_SEQS,
+                {"cid": conversation_id, "uids": senders, "senders": len(senders), "n": len(batch), "at": at},
+            ).scalar()
+            if last is None:
+                # A sender left (or the conversation went) since the read above: read again.
+                db.session.rollback()
+                return ready
+            for k, i in enumerate(batch):
+                seqs[i] = last - len(batch) + 1 + k
+        stored = connection.execute(
+            _INSERT_MESSAGES,
+            [
+                {
+                    "conversation_id": sends[i].conversation_id,
+                    "seq": seqs[i],
+                    "sender_id": sends[i].sender_id,
+                    "body": sends[i].body,
+                    "client_id": sends[i].client_id,
+                    "attachments": sends[i].attachments,
+                    "created_at": at,
+                }
+                for i in ready
+            ],
+        ).all()
+        ids = {(row.conversation_id, row.seq): row.id for row in stored}
+        read_marks: dict[tuple[int, int], int] = {}
+        for i in ready:
+            key = (sends[i].conversation_id, sends[i].sender_id)
+            read_marks[key] = max(read_marks.get(key, 0), seqs[i])
+        connection.execute(_READ_OWN, [{"cid": cid, "uid": uid, "seq": seq} for (cid, uid), seq in read_marks.items()])
+        for i in ready:
+            send = sends[i]
+            data = {
+                "conversation_id": send.conversation_id,
+                "message_id": ids[(send.conversation_id, seqs[i])],
+                "seq": seqs[i],
+            }
+            for user_id in elsewhere[i]:
+                if user_id not in online:
+                    notifications.notify(user_id, "message", send.sender_id, data)
         db.session.commit()
-    except IntegrityError:
+    except IntegrityError as error:
+        # A reused client_id fails on the unique index: cheaper than looking for it before every send.
         db.session.rollback()
-        earlier = _by_client_id(sender.id, client_id) if client_id else None
-        if earlier is None:
-            raise
-        membership(sender, earlier.conversation_id)
-        return present(earlier, _users({sender.id}))
+        return _answer_earlier(sends, ready, outcomes, error)
     except Exception:
         db.session.rollback()
         raise
     # Built from what is in hand: after the commit no query runs, and the connection is back in the pool.
-    data = {
-        "id": message_id,
-        "conversation_id": conversation_id,
-        "seq": seq,
-        "sender": author,
-        "body": body,
-        "client_id": client_id,
-        "attachments": attachments,
-        "reactions": [],
-        "created_at": at,
-        "edited_at": None,
-        "deleted": False,
-    }
-    realtime.emit("new_message", data, CHAT, conversation_room(conversation_id))
-    return data
+    for i in ready:
+        send = sends[i]
+        data = outcomes[i] = {
+            "id": ids[(send.conversation_id, seqs[i])],
+            "conversation_id": send.conversation_id,
+            "seq": seqs[i],
+            "sender": authors[send.sender_id],
+            "body": send.body,
+            "client_id": send.client_id,
+            "attachments": send.attachments,
+            "reactions": [],
+            "created_at": at,
+            "edited_at": None,
+            "deleted": False,
+        }
+        realtime.emit("new_message", data, CHAT, conversation_room(send.conversation_id))
+    return []
 
 
-def _offline(conversation_id: int, others: list[int]) -> list[int]:
-    """Those of the other members with no live connection: asked of Redis before the write transaction,
-    because no transaction may wait on the network while it holds the conversation row."""
+def _answer_earlier(sends: Sequence[Send], ready: list[int], outcomes: list, error: IntegrityError) -> list[int]:
+    """After a batch failed on the client_id index: the sends whose client_id is taken get the message stored
+    the first time (if they can still read it), and the others are tried again."""
+    keys = {(sends[i].sender_id, sends[i].client_id) for i in ready if sends[i].client_id is not None}
+    earlier = {}
+    if keys:
+        rows = db.session.scalars(select(Message).where(tuple_(Message.sender_id, Message.client_id).in_(keys)))
+        earlier = {(m.sender_id, m.client_id): m for m in rows}
+    if not earlier:
+        raise error  # not a client_id: nothing to answer instead
+    senders = _users({sender_id for sender_id, _ in earlier})
+    again = []
+    for i in ready:
+        message = earlier.get((sends[i].sender_id, sends[i].client_id))
+        if message is None:
+            again.append(i)
+        elif db.session.scalar(
+            select(
+                exists().where(
+                    ConversationMember.conversation_id == message.conversation_id,
+                    ConversationMember.user_id == sends[i].sender_id,
+                )
+            )
+        ):
+            outcomes[i] = present(message, senders)
+        else:
+            outcomes[i] = NotFound("No such conversation.")
+    db.session.rollback()
+    return again
+
+
+def _online(user_ids: list[int]) -> set[int]:
+    """Which of these users have a live connection: asked of Redis before the write transaction, because no
+    transaction may wait on the network while it holds a conversation row."""
     try:
-        online = presence.online_among(others)
+        return presence.online_among(user_ids)
     except redis.RedisError:
         # Storing a message never needs Redis; while presence is unknown, everyone gets the notification.
-        log.warning("presence unavailable; notifying every member of conversation %s", conversation_id)
-        online = set()
-    return [user_id for user_id in others if user_id not in online]
-
-
-def _by_client_id(sender_id: int, client_id: str) -> Message | None:
-    return db.session.scalar(select(Message).where(Message.sender_id == sender_id, Message.client_id == client_id))
+        log.warning("presence unavailable; notifying every other member of %d conversations' sends", len(user_ids))
+        return set()
 
 
 def messages(actor: Actor, conversation_id: int, *, after_seq=None, before_seq=None, limit: int = 50) -> dict:

@@ -19,21 +19,6 @@ from bsn.sockets.base import BSNNamespace, emit_to_caller
 # A typing "true" is passed on at most this often per user and conversation; renewals in between
 # only push its expiry back.
 TYPING_THROTTLE = 2.0
-# How many sends of one process run at once (see on_send_message): below the database pool's size.
-SEND_CONCURRENCY = 8
-
-
-def _semaphore(size: int):
-    """gevent's own semaphore on gevent: threading's, built on patched locks, stalls under thousands of waiters."""
-    from gevent import monkey
-
-    if monkey.is_module_patched("threading"):
-        from gevent.lock import BoundedSemaphore
-
-        return BoundedSemaphore(size)
-    return threading.BoundedSemaphore(size)
-
-
 class ChatNamespace(BSNNamespace):
     schemas = {
         "join": JoinPayload,
@@ -49,8 +34,7 @@ class ChatNamespace(BSNNamespace):
         # (user id, conversation id) -> [last renewal, last broadcast, sid]; this process's typers only
         self._typing: dict[tuple[int, int], list] = {}
         self._typing_lock = threading.Lock()
-        self._sends = _semaphore(SEND_CONCURRENCY)
-        self._waiting = 0  # sends of this process queued for a turn (gevent: no two greenlets change it at once)
+        self._waiting = 0  # sends of this process not yet answered
         self._waiting_lock = threading.Lock()
 
     def connected(self, caller: Caller) -> None:
@@ -70,19 +54,12 @@ class ChatNamespace(BSNNamespace):
         return {"ok": True, "conversation_id": payload["conversation_id"]}
 
     def on_send_message(self, caller, payload):
-        # Sends take turns past this point, a few at a time: a burst then waits here in order, holding
-        # nothing, instead of as many greenlets holding pooled database and Redis connections while
-        # they wait for the database's single writer (and running the pools dry). Under an overload the
-        # queue is bounded: past CHAT_MAX_WAITING_SENDS a send is refused before anything is stored, and
-        # the client, told so, resends with its client_id; waiting without end would only grow memory.
+        # Concurrent sends are stored together, one transaction for a batch (messaging.send_message). Under an
+        # overload the queue is still bounded: past CHAT_MAX_WAITING_SENDS a send is refused before anything is
+        # stored, and the client, told so, resends with its client_id; waiting without end would only grow memory.
         with self._waiting_lock:
             self._refuse_if_overloaded()
             self._waiting += 1
-        try:
-            self._sends.acquire()
-        finally:
-            with self._waiting_lock:
-                self._waiting -= 1
         try:
             message = messaging.send_message(
                 caller,
@@ -94,7 +71,8 @@ class ChatNamespace(BSNNamespace):
                 online_here=self.users_here,
             )
         finally:
-            self._sends.release()
+            with self._waiting_lock:
+                self._waiting -= 1
         key = (caller.id, payload["conversation_id"])
         if key in self._typing:
             self._stop_typing(key)
