@@ -19,6 +19,8 @@ from bsn.sockets.base import BSNNamespace, emit_to_caller
 # A typing "true" is passed on at most this often per user and conversation; renewals in between
 # only push its expiry back.
 TYPING_THROTTLE = 2.0
+
+
 class ChatNamespace(BSNNamespace):
     schemas = {
         "join": JoinPayload,
