@@ -9,6 +9,7 @@ caller gets back its own item's outcome, a result or an exception, as if it had 
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections import deque
@@ -32,11 +33,24 @@ class Item:
         return self.result
 
 
+def _copy(error: Exception) -> Exception:
+    """The same failure as an exception of its own: one raised by several callers at once would gather all their
+    tracebacks (and their frames' locals) in one object."""
+    try:
+        copied = copy.copy(error)
+    except Exception:  # noqa: BLE001 - an exception that cannot be copied is told as what it was
+        copied = RuntimeError(f"group commit: {error!r}")
+    copied.__cause__, copied.__traceback__ = error, None
+    return copied
+
+
 class GroupCommit:
     """`store(requests)` returns one outcome per request, in order: a result, or an exception instance for that
     request alone. It runs in an app context of `app`; an exception it raises is every request's outcome."""
 
     def __init__(self, app, store: Callable[[Sequence], list], max_batch: int) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
         self._app = app
         self._store = store
         self._max_batch = max_batch
@@ -76,8 +90,11 @@ class GroupCommit:
             if not self._queue:
                 self._storing = False
                 return
-        # A thread under plain threading, a greenlet in a gevent-patched process.
-        threading.Thread(target=self._drain, name="group-commit", daemon=True).start()
+        try:
+            # A thread under plain threading, a greenlet in a gevent-patched process.
+            threading.Thread(target=self._drain, name="group-commit", daemon=True).start()
+        except RuntimeError:  # no new thread (interpreter shutdown, a thread limit): drained here instead
+            self._drain()
 
     def _drain(self) -> None:
         try:
@@ -100,7 +117,7 @@ class GroupCommit:
             if len(outcomes) != len(batch):
                 raise RuntimeError(f"group commit: {len(outcomes)} outcomes for {len(batch)} requests")
         except Exception as error:  # noqa: BLE001 - every caller of the batch gets the failure
-            outcomes = [error] * len(batch)
+            outcomes = [error, *(_copy(error) for _ in batch[1:])]
         finally:
             if outcomes is None:  # the storing task itself was stopped: its callers are told, not left waiting
                 outcomes = [RuntimeError("group commit: the storing task was stopped")] * len(batch)

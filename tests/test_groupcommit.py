@@ -34,7 +34,8 @@ class Held:
 
 
 def submit_all(group, requests):
-    """Submit each request from a thread of its own; return {request: outcome or exception}."""
+    """Submit each request from a thread of its own; when the group is busy storing, each is queued before the
+    next starts, so the queue holds them in order. Returns the threads and {request: outcome or exception}."""
     outcomes = {}
 
     def one(request):
@@ -43,10 +44,24 @@ def submit_all(group, requests):
         except Exception as error:  # noqa: BLE001 - the outcome under test
             outcomes[request] = error
 
-    threads = [threading.Thread(target=one, args=(r,)) for r in requests]
-    for thread in threads:
+    def queued(request):
+        return lambda: not group._storing or any(item.request == request for item in list(group._queue))
+
+    threads = []
+    for request in requests:
+        busy = group._storing
+        thread = threading.Thread(target=one, args=(request,))
         thread.start()
+        threads.append(thread)
+        if busy:
+            wait_until(queued(request), f"{request!r} to queue")
     return threads, outcomes
+
+
+def join(threads):
+    for thread in threads:
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "a caller is still waiting"
 
 
 def test_callers_who_arrive_during_a_batch_are_stored_together_and_answered_alone(bare_app):
@@ -57,8 +72,7 @@ def test_callers_who_arrive_during_a_batch_are_stored_together_and_answered_alon
     rest, more = submit_all(group, range(2, 11))
     wait_until(lambda: group.waiting == 9, "nine waiting callers")
     store.release.set()
-    for thread in first + rest:
-        thread.join(timeout=10)
+    join(first + rest)
     outcomes.update(more)
     # The first alone (nobody was storing), then the queue in order, at most four a batch.
     assert store.batches == [[1], [2, 3, 4, 5], [6, 7, 8, 9], [10]]
@@ -70,20 +84,33 @@ def test_callers_who_arrive_during_a_batch_are_stored_together_and_answered_alon
     assert group.waiting == 0
 
 
-def test_a_failing_store_fails_each_caller_of_its_batch_and_the_next_batch_still_runs(bare_app):
+def test_a_failing_store_fails_each_caller_of_its_batch_with_an_error_of_its_own(bare_app):
+    release = threading.Event()
     calls = []
 
     def store(requests):
         calls.append(list(requests))
+        release.wait(10)
         if "boom" in requests:
             raise RuntimeError("database gone")
         return [r.upper() for r in requests]
 
     group = GroupCommit(bare_app, store, max_batch=10)
-    with pytest.raises(RuntimeError, match="database gone"):
-        group.submit("boom")
+    first, outcomes = submit_all(group, ["first"])
+    wait_until(lambda: calls, "the first batch")
+    rest, more = submit_all(group, ["boom", "other"])
+    release.set()
+    join(first + rest)
+    assert calls == [["first"], ["boom", "other"]] and outcomes["first"] == "FIRST"
+    boom, other = more["boom"], more["other"]
+    assert isinstance(boom, RuntimeError) and isinstance(other, RuntimeError) and str(other) == "database gone"
+    assert boom is not other and other.__cause__ is boom  # no traceback gathers both callers' frames
     assert group.submit("fine") == "FINE"
-    assert calls == [["boom"], ["fine"]]
+
+
+def test_a_batch_holds_at_least_one(bare_app):
+    with pytest.raises(ValueError, match="at least 1"):
+        GroupCommit(bare_app, list, max_batch=0)
 
 
 def test_a_store_that_answers_the_wrong_number_of_outcomes_fails_loudly(bare_app):
@@ -118,8 +145,7 @@ def test_a_stopped_storing_task_leaves_nobody_waiting(bare_app):
     after, later = submit_all(group, ["after"])
     wait_until(lambda: group.waiting == 2, "one more behind it")
     store.release.set()
-    for thread in first + rest + after:
-        thread.join(timeout=10)
+    join(first + rest + after)
     outcomes.update(more | later)
     assert outcomes["first"] == "first" and outcomes["after"] == "after"
     assert isinstance(outcomes["stop"], RuntimeError) and "stopped" in str(outcomes["stop"])

@@ -385,3 +385,102 @@ def test_sends_that_arrive_while_a_batch_is_stored_make_the_next_batch(app, clie
     assert sizes == [1, 7]
     assert sorted(a["seq"] for a in answers.values()) == list(range(1, 9))
     assert all(a["body"] == f"m{i}" and a["client_id"] == f"m{i}" for i, a in answers.items())
+
+
+def test_a_send_the_database_refuses_fails_alone(app, client, trio):
+    """A value the database cannot take fails its own send; the rest of its batch is stored."""
+    from bsn.services import messaging
+
+    (ann_id, ann), (ben_id, _), _ = trio
+    chat = create(client, ann, [ben_id]).get_json()["id"]
+    with app.app_context():
+        outcomes = messaging.store_sends(
+            [
+                messaging.Send(ann_id, chat, "fine", "ok-1", [], ()),
+                messaging.Send(ann_id, chat, "unstorable", "bad-1", [object()], ()),
+                messaging.Send(ben_id, chat, "fine too", None, [], ()),
+            ]
+        )
+    fine, bad, fine_too = outcomes
+    assert isinstance(bad, Exception) and (fine["seq"], fine_too["seq"]) == (1, 2)
+    page = client.get(f"/api/conversations/{chat}/messages/?after_seq=0", headers=auth(ann)).get_json()
+    assert [m["body"] for m in page["results"]] == ["fine", "fine too"]
+
+
+def test_a_client_id_refused_in_one_conversation_is_stored_in_another(app, client, trio, make_user):
+    from bsn.errors import NotFound
+
+    (ann_id, ann), (ben_id, _), _ = trio
+    _, eve = make_user("eve")
+    elsewhere = create(client, eve, [ben_id]).get_json()["id"]  # ann is not in it
+    chat = create(client, ann, [ben_id]).get_json()["id"]
+    refused, stored = _sends(app, (ann_id, elsewhere, "wrong chat", "x-1"), (ann_id, chat, "right chat", "x-1"))
+    assert isinstance(refused, NotFound) and stored["body"] == "right chat" and stored["seq"] == 1
+
+
+def test_a_block_made_between_read_and_write_is_not_missed(app, client, trio, monkeypatch):
+    from sqlalchemy import insert
+
+    from bsn.errors import Forbidden
+    from bsn.extensions import db
+    from bsn.models import Block
+    from bsn.services import messaging
+
+    (ann_id, ann), (ben_id, ben), (cid_id, _) = trio
+    direct = create(client, ann, [ben_id]).get_json()["id"]
+    group = create(client, ann, [ben_id, cid_id], title="Trip").get_json()["id"]
+    online = messaging._online
+
+    def ben_blocks_ann(user_ids):
+        with db.engine.begin() as other:
+            other.execute(insert(Block).values(blocker_id=ben_id, blocked_id=ann_id))
+        monkeypatch.setattr(messaging, "_online", online)
+        return online(user_ids)
+
+    monkeypatch.setattr(messaging, "_online", ben_blocks_ann)
+    refused, stored = _sends(app, (ann_id, direct, "hello?", None), (ann_id, group, "hi all", None))
+    assert isinstance(refused, Forbidden) and stored["seq"] == 1
+    assert (
+        client.get(f"/api/conversations/{direct}/messages/?after_seq=0", headers=auth(ann)).get_json()["results"] == []
+    )
+    # The seq the refused send had taken was given back with its rollback.
+    assert client.delete(f"/api/users/{ann_id}/block/", headers=auth(ben)).status_code in (200, 204)
+    assert send(client, ann, direct, "hello again").get_json()["seq"] == 1
+
+
+def test_a_conversation_that_keeps_changing_answers_retry(app, client, trio, monkeypatch):
+    """Each pass reads cid as a member and finds them gone at the write: after SEND_PASSES, a 409 `retry`."""
+    from sqlalchemy import delete, insert
+
+    from bsn.errors import Conflict
+    from bsn.extensions import db
+    from bsn.models import ConversationMember
+    from bsn.services import messaging
+
+    (_, ann), (ben_id, _), (cid_id, _) = trio
+    group = create(client, ann, [ben_id, cid_id], title="Trip").get_json()["id"]
+    member = ConversationMember.__table__
+    mine = (member.c.conversation_id == group) & (member.c.user_id == cid_id)
+    online, store_pass, passes = messaging._online, messaging._store_pass, []
+
+    def cid_back_for_the_read(sends, todo, outcomes):
+        passes.append(todo)
+        with db.engine.begin() as other:
+            other.execute(delete(member).where(mine))
+            other.execute(
+                insert(member).values(
+                    conversation_id=group, user_id=cid_id, role="member", last_read_seq=0, joined_at=datetime.now(UTC)
+                )
+            )
+        return store_pass(sends, todo, outcomes)
+
+    def cid_gone_for_the_write(user_ids):
+        with db.engine.begin() as other:
+            other.execute(delete(member).where(mine))
+        return online(user_ids)
+
+    monkeypatch.setattr(messaging, "_store_pass", cid_back_for_the_read)
+    monkeypatch.setattr(messaging, "_online", cid_gone_for_the_write)
+    monkeypatch.setattr(messaging, "SEND_PASSES", 2)
+    (outcome,) = _sends(app, (cid_id, group, "am I in?", None))
+    assert isinstance(outcome, Conflict) and outcome.code == "retry" and len(passes) == 2

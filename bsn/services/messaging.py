@@ -24,6 +24,7 @@ from bsn.errors import Conflict, Forbidden, NotFound, ValidationError
 from bsn.extensions import db, redis_store
 from bsn.groupcommit import GroupCommit
 from bsn.models import Conversation, ConversationMember, Message, MessageReaction, User
+from bsn.outages import OUTAGES
 from bsn.services import moderation, notifications, presence
 from bsn.services.accounts import user_json
 
@@ -338,15 +339,39 @@ def store_sends(sends: Sequence[Send]) -> list:
             if send.client_id is not None:
                 first[key] = i
             todo.append(i)
+    try:
+        _store_passes(sends, todo, outcomes)
+    except OUTAGES:
+        raise  # the database is away: every send of the batch would fail alone too
+    except Exception:
+        if len(todo) == 1:
+            raise
+        # One send the database refuses (bad data, a damaged conversation) must not fail the others with it.
+        log.warning("a batch of %d sends failed; storing each alone", len(todo), exc_info=True)
+        for i in todo:
+            try:
+                _store_passes(sends, [i], outcomes)
+            except Exception as error:  # noqa: BLE001 - this send's own outcome
+                outcomes[i] = error
+    # An echo is answered what its first send got once that was stored; a refused first send does not refuse
+    # it (it may name another conversation), so it is stored as a send of its own.
+    again = [i for i, j in echoes.items() if isinstance(outcomes[j], BaseException)]
+    for i, j in echoes.items():
+        if i not in again:
+            outcomes[i] = outcomes[j]
+    if again:
+        for i, outcome in zip(again, store_sends([sends[i] for i in again]), strict=True):
+            outcomes[i] = outcome
+    return outcomes
+
+
+def _store_passes(sends: Sequence[Send], todo: list[int], outcomes: list) -> None:
     for _ in range(SEND_PASSES):
         todo = _store_pass(sends, todo, outcomes)
         if not todo:
-            break
+            return
     for i in todo:
         outcomes[i] = Conflict("The conversation changed while the message was stored; send again.", code="retry")
-    for i, j in echoes.items():
-        outcomes[i] = outcomes[j]
-    return outcomes
 
 
 def _store_pass(sends: Sequence[Send], todo: list[int], outcomes: list) -> list[int]:
@@ -374,12 +399,6 @@ def _store_pass(sends: Sequence[Send], todo: list[int], outcomes: list) -> list[
             # Not revealing whether a conversation one is not in exists.
             outcomes[i] = NotFound("No such conversation.")
             continue
-        if kinds[send.conversation_id] == DIRECT:
-            try:
-                _refuse_blocked(send.sender_id, members[send.conversation_id] - {send.sender_id})
-            except Forbidden as refused:
-                outcomes[i] = refused
-                continue
         ready.append(i)
     if not ready:
         db.session.rollback()
@@ -419,6 +438,21 @@ def _store_pass(sends: Sequence[Send], todo: list[int], outcomes: list) -> list[
                 return ready
             for k, i in enumerate(batch):
                 seqs[i] = last - len(batch) + 1 + k
+        # Blocks are checked under the seq lock, as the membership is: a block made meanwhile is not missed.
+        refused = {}
+        for i in ready:
+            send = sends[i]
+            if kinds[send.conversation_id] == DIRECT:
+                try:
+                    _refuse_blocked(send.sender_id, members[send.conversation_id] - {send.sender_id})
+                except Forbidden as error:
+                    refused[i] = error
+        if refused:
+            # Their seqs are given back by the rollback; the others are stored by the next pass.
+            db.session.rollback()
+            for i, error in refused.items():
+                outcomes[i] = error
+            return [i for i in ready if i not in refused]
         stored = connection.execute(
             _INSERT_MESSAGES,
             [
@@ -450,6 +484,23 @@ def _store_pass(sends: Sequence[Send], todo: list[int], outcomes: list) -> list[
             for user_id in elsewhere[i]:
                 if user_id not in online:
                     notifications.notify(user_id, "message", send.sender_id, data)
+        # Built before the commit, from what is in hand: nothing that could fail runs once the messages are stored.
+        stored_messages = {
+            i: {
+                "id": ids[(sends[i].conversation_id, seqs[i])],
+                "conversation_id": sends[i].conversation_id,
+                "seq": seqs[i],
+                "sender": authors.get(sends[i].sender_id),  # None, as `present` shows a user gone
+                "body": sends[i].body,
+                "client_id": sends[i].client_id,
+                "attachments": sends[i].attachments,
+                "reactions": [],
+                "created_at": at,
+                "edited_at": None,
+                "deleted": False,
+            }
+            for i in ready
+        }
         db.session.commit()
     except IntegrityError as error:
         # A reused client_id fails on the unique index: cheaper than looking for it before every send.
@@ -458,23 +509,9 @@ def _store_pass(sends: Sequence[Send], todo: list[int], outcomes: list) -> list[
     except Exception:
         db.session.rollback()
         raise
-    # Built from what is in hand: after the commit no query runs, and the connection is back in the pool.
-    for i in ready:
-        send = sends[i]
-        data = outcomes[i] = {
-            "id": ids[(send.conversation_id, seqs[i])],
-            "conversation_id": send.conversation_id,
-            "seq": seqs[i],
-            "sender": authors[send.sender_id],
-            "body": send.body,
-            "client_id": send.client_id,
-            "attachments": send.attachments,
-            "reactions": [],
-            "created_at": at,
-            "edited_at": None,
-            "deleted": False,
-        }
-        realtime.emit("new_message", data, CHAT, conversation_room(send.conversation_id))
+    for i, data in stored_messages.items():
+        outcomes[i] = data
+        realtime.emit("new_message", data, CHAT, conversation_room(data["conversation_id"]))
     return []
 
 
