@@ -46,6 +46,16 @@ def bearer(environ: dict) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
+def within_limits(counts: dict | None, hits: tuple, user_id: int) -> bool:
+    """Whether the rate-limit hits the token lookup made (`counts`, from PREHITS) all pass, as Flask-Limiter
+    judges them (bsn/extensions._PrehitStrategy)."""
+    for hit in hits:
+        count = (counts or {}).get(hit.prefix + str(user_id) + hit.suffix)
+        if count is None or count > hit.amount:
+            return False  # not hit (a cold token cache: Flask-Limiter hits it), or breached (Flask's 429)
+    return True
+
+
 class FastLane:
     """WSGI middleware for one call; a subclass names it and answers its ordinary case in `answer`."""
 
@@ -56,6 +66,9 @@ class FastLane:
     def __init__(self, app: Flask, wsgi_app) -> None:
         self.app, self.wsgi_app = app, wsgi_app
         self.learnt: dict[tuple, Learnt] = {}  # by `learning_key()`
+
+    def matches(self, path: str) -> bool:
+        return path in self.paths
 
     def learning_key(self) -> tuple:
         """The settings an ordinary answer's headers (and lesson) depend on: learnt again when they change."""
@@ -69,7 +82,7 @@ class FastLane:
         raise NotImplementedError
 
     def __call__(self, environ, start_response):
-        if environ.get("REQUEST_METHOD") != self.method or environ.get("PATH_INFO") not in self.paths:
+        if environ.get("REQUEST_METHOD") != self.method or not self.matches(environ.get("PATH_INFO", "")):
             return self.wsgi_app(environ, start_response)
         token = bearer(environ)
         if token is None or "HTTP_ORIGIN" in environ or SLOW in environ or self.app.debug:

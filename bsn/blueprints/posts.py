@@ -11,7 +11,7 @@ from bsn import cache
 from bsn.auth import PREHITS, current_caller, current_user, hits_made_ahead, login_required, resolve_token
 from bsn.dbtools import cursor_id, decode_cursor, encode_cursor
 from bsn.errors import ValidationError
-from bsn.fastlane import EARLY, FastLane, teach
+from bsn.fastlane import EARLY, FastLane, teach, within_limits
 from bsn.schemas.common import CLIENT_ID, PageArgsSchema, unstorable
 from bsn.schemas.social import (
     POST_BODY_MAX,
@@ -214,7 +214,7 @@ class FastCreatePost(FastLane):
             caller, _error = resolve_token(environ, token, hits)
         except Exception:  # noqa: BLE001 - nothing was hit or stored: Flask authenticates and answers
             return None
-        if caller is None or not _within_limits(environ.get(PREHITS), hits, caller.id):
+        if caller is None or not within_limits(environ.get(PREHITS), hits, caller.id):
             return None
         try:
             post = posts.create_post(caller, *values)
@@ -267,15 +267,6 @@ def _plain_create(environ: dict, max_bytes: int | None) -> tuple | None:
     ):
         return None
     return body, visibility, [], client_id
-
-
-def _within_limits(counts: dict | None, hits: tuple, user_id: int) -> bool:
-    # As Flask-Limiter judges a hit the token lookup made (bsn/extensions._PrehitStrategy).
-    for hit in hits:
-        count = (counts or {}).get(hit.prefix + str(user_id) + hit.suffix)
-        if count is None or count > hit.amount:
-            return False  # not hit (a cold token cache: Flask-Limiter hits it), or breached (Flask's 429)
-    return True
 
 
 @blp.record_once
