@@ -38,6 +38,20 @@ def service_calls(monkeypatch):
     return calls
 
 
+@pytest.fixture
+def flask_calls(app, monkeypatch):
+    """How many calls Flask's request dispatch served (the lane's answers are not among them)."""
+    calls = []
+    original = app.full_dispatch_request
+
+    def counting():
+        calls.append(1)
+        return original()
+
+    monkeypatch.setattr(app, "full_dispatch_request", counting)
+    return calls
+
+
 def _compare(answer):
     headers = [(k, v) for k, v in answer.headers.items() if k not in ("Date", "Server", "X-Request-ID")]
     body = answer.get_json()
@@ -56,7 +70,9 @@ def test_profiles_after_the_first_skip_flask(client, viewer, make_user, app, mon
 
 @pytest.mark.parametrize("hsts", [False, True])
 @pytest.mark.parametrize("whose", ["own", "other", "followed"])
-def test_a_profile_answers_the_same_body_and_headers_either_way(client, make_user, app, monkeypatch, hsts, whose):
+def test_a_profile_answers_the_same_body_and_headers_either_way(
+    client, make_user, app, monkeypatch, flask_calls, hsts, whose
+):
     monkeypatch.setitem(app.config, "HSTS_ENABLED", hsts)
     me, token = make_user()
     other, _ = make_user()
@@ -64,7 +80,9 @@ def test_a_profile_answers_the_same_body_and_headers_either_way(client, make_use
         assert client.post(f"/api/users/{other}/follow/", headers=auth(token)).status_code == 200
     target = me if whose == "own" else other
     learnt = profile(client, token, target)
+    served = len(flask_calls)
     fast = profile(client, token, target)
+    assert len(flask_calls) == served  # the lane answered
     slow = profile(client, token, target, environ_base=SLOW)
     assert fast.status_code == 200
     assert _compare(fast) == _compare(slow) == _compare(learnt)
@@ -73,20 +91,69 @@ def test_a_profile_answers_the_same_body_and_headers_either_way(client, make_use
 
 
 @pytest.mark.parametrize("suffix", ["", "/?x=1"])
-def test_a_spelling_the_lane_does_not_take_gets_flasks_answer(client, viewer, suffix, service_calls):
+def test_a_spelling_the_lane_does_not_take_gets_flasks_answer(client, viewer, suffix, service_calls, flask_calls):
     fast = profile(client, viewer[1], viewer[0], suffix)
     slow = profile(client, viewer[1], viewer[0], suffix, environ_base=SLOW)
     assert _compare(fast) == _compare(slow)
+    assert len(flask_calls) == 2 and len(service_calls) == 2  # Flask served both, once each
 
 
-@pytest.mark.parametrize("path", ["007", "0", "1" * 19, "١٢"])
-def test_an_id_the_lane_does_not_take_gets_flasks_answer(client, viewer, path):
+@pytest.mark.parametrize("path", ["007", "0", "9" * 19, "١٢"])
+def test_an_id_the_lane_does_not_take_gets_flasks_answer(client, viewer, path, flask_calls):
+    # "9" * 19 is beyond any database's integers: Flask's id converter answers 404, a lookup would fail.
     fast = client.get(f"/api/users/{path}/", headers=auth(viewer[1]))
     slow = client.get(f"/api/users/{path}/", headers=auth(viewer[1]), environ_base=SLOW)
-    assert _compare(fast) == _compare(slow)
+    assert _compare(fast) == _compare(slow) and len(flask_calls) == 2
+
+
+def test_a_head_request_and_a_private_network_preflight_header_are_flasks(client, viewer, flask_calls):
+    url = f"/api/users/{viewer[0]}/"
+    assert client.head(url, headers=auth(viewer[1])).status_code == 200
+    private = {**auth(viewer[1]), "Access-Control-Request-Private-Network": "true"}
+    answer = client.get(url, headers=private)
+    assert answer.status_code == 200 and len(flask_calls) == 2
+    assert answer.headers.get("Access-Control-Allow-Private-Network") == "false"  # flask-cors' answer, kept
+
+
+def test_an_outage_in_the_service_is_flasks_503_and_the_service_runs_once(client, viewer, monkeypatch):
+    import redis
+
+    calls = []
+
+    def down(*args, **kwargs):
+        calls.append(1)
+        raise redis.ConnectionError("down")
+
+    monkeypatch.setattr(users, "profile", down)
+    answer = profile(client, viewer[1], viewer[0])
+    assert answer.status_code == 503 and answer.get_json()["error"]["code"] == "service_unavailable"
+    assert answer.headers["Retry-After"] and len(calls) == 1
+
+
+def test_a_cold_token_cache_is_authenticated_and_limited_once(client, make_user, app, monkeypatch):
+    from bsn.extensions import redis_store
+
+    monkeypatch.setitem(app.config, "RATELIMIT_USER", "3 per minute")
+    me, token = make_user()
+    assert profile(client, token, me).status_code == 200
+    redis_store.client.delete(accounts.token_cache_key(token))
+    lookups = []
+    original = accounts.lookup_token
+    monkeypatch.setattr(accounts, "lookup_token", lambda *a, **k: lookups.append(1) or original(*a, **k))
+    answers = [profile(client, token, me) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200, 200, 429] and len(lookups) == 3
+
+
+def test_a_revoked_token_is_flasks_401_after_the_lane_learnt(client, make_user):
+    me, token = make_user()
+    assert profile(client, token, me).status_code == 200
+    assert client.post("/api/auth/logout/", headers=auth(token)).status_code in (200, 204)
+    answer = profile(client, token, me)
+    assert answer.status_code == 401 and answer.get_json()["error"]["code"] == "invalid_token"
 
 
 def test_an_unknown_or_blocking_user_is_flasks_404_after_one_lookup(client, viewer, make_user, service_calls):
+    # The lane called the service, which refused: the view raises that refusal instead of calling it again.
     answer = profile(client, viewer[1], 999_999)
     assert answer.status_code == 404 and answer.get_json()["error"]["code"] == "not_found"
     assert len(service_calls) == 1
@@ -123,10 +190,10 @@ def test_without_a_valid_token_the_answer_is_flasks_401_after_one_lookup(client,
     assert client.get(f"/api/users/{viewer[0]}/").status_code == 401
 
 
-def test_a_fast_profile_gets_a_request_id_and_an_access_log_line(client, viewer, caplog):
+def test_a_fast_profile_gets_a_request_id_and_an_access_log_line(client, viewer, caplog, flask_calls):
     with caplog.at_level(logging.INFO, logger="bsn.access"):
         answer = profile(client, viewer[1], viewer[0], headers={"X-Request-ID": "req-12345678"})
-    assert answer.status_code == 200 and answer.headers["X-Request-ID"] == "req-12345678"
+    assert answer.status_code == 200 and answer.headers["X-Request-ID"] == "req-12345678" and flask_calls == []
     lines = [r for r in caplog.records if r.name == "bsn.access"]
     assert len(lines) == 1 and lines[0].getMessage().startswith(f"GET /api/users/{viewer[0]}/ 200 ")
     assert lines[0].request_id == "req-12345678" and lines[0].user_id == viewer[0]
