@@ -120,7 +120,7 @@ class GroupCommit:
             outcomes = [error, *(_copy(error) for _ in batch[1:])]
         finally:
             if outcomes is None:  # the storing task itself was stopped: its callers are told, not left waiting
-                outcomes = [RuntimeError("group commit: the storing task was stopped")] * len(batch)
+                outcomes = [RuntimeError("group commit: the storing task was stopped") for _ in batch]
             for item, outcome in zip(batch, outcomes, strict=True):
                 if isinstance(outcome, BaseException):
                     item.error = outcome

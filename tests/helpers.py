@@ -214,3 +214,16 @@ def run_jobs(app, *queue_names: str) -> int:
         worker = SimpleWorker([queues.queue(name) for name in names], connection=redis_store.client)
         worker.work(burst=True)
         return worker.successful_job_count + worker.failed_job_count
+
+
+def record_calls(monkeypatch, owner, name: str, record=lambda args, kwargs: args) -> list:
+    """Replace `owner.name` with a wrapper that still calls it and appends `record(args, kwargs)` for each call."""
+    calls = []
+    original = getattr(owner, name)
+
+    def recording(*args, **kwargs):
+        calls.append(record(args, kwargs))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, recording)
+    return calls

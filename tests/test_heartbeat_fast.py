@@ -12,6 +12,7 @@ from bsn.clock import clock
 from bsn.fastlane import SLOW as SLOW_KEY
 from bsn.services import heartbeats
 from tests.conftest import auth
+from tests.helpers import record_calls
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
 PATH = "/api/mining/heartbeat/"
@@ -28,15 +29,7 @@ def miner(client, make_user):
 
 @pytest.fixture
 def renewals(monkeypatch):
-    calls = []
-    original = heartbeats.renew
-
-    def counting(*args, **kwargs):
-        calls.append(kwargs)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(heartbeats, "renew", counting)
-    return calls
+    return record_calls(monkeypatch, heartbeats, "renew", lambda args, kwargs: kwargs)
 
 
 def test_renewals_after_the_first_skip_flask(client, miner, app, monkeypatch):

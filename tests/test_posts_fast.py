@@ -14,6 +14,7 @@ from bsn.clock import clock
 from bsn.fastlane import SLOW as SLOW_KEY
 from bsn.services import accounts, posts
 from tests.conftest import auth
+from tests.helpers import record_calls
 
 PATH = "/api/posts/"
 SLOW = {SLOW_KEY: True}  # Flask serves the call
@@ -42,15 +43,7 @@ def stored(app) -> list[str]:
 
 @pytest.fixture
 def service_calls(monkeypatch):
-    calls = []
-    original = posts.create_post
-
-    def counting(*args, **kwargs):
-        calls.append(args)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(posts, "create_post", counting)
-    return calls
+    return record_calls(monkeypatch, posts, "create_post")
 
 
 def test_creates_after_the_first_skip_flask(client, author, app, monkeypatch):

@@ -9,6 +9,7 @@ import pytest
 from bsn.fastlane import SLOW as SLOW_KEY
 from bsn.services import accounts, users
 from tests.conftest import auth
+from tests.helpers import record_calls
 
 SLOW = {SLOW_KEY: True}  # Flask serves the call
 
@@ -27,29 +28,13 @@ def viewer(client, make_user):
 
 @pytest.fixture
 def service_calls(monkeypatch):
-    calls = []
-    original = users.profile
-
-    def counting(*args, **kwargs):
-        calls.append(args)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(users, "profile", counting)
-    return calls
+    return record_calls(monkeypatch, users, "profile")
 
 
 @pytest.fixture
 def flask_calls(app, monkeypatch):
-    """How many calls Flask's request dispatch served (the lane's answers are not among them)."""
-    calls = []
-    original = app.full_dispatch_request
-
-    def counting():
-        calls.append(1)
-        return original()
-
-    monkeypatch.setattr(app, "full_dispatch_request", counting)
-    return calls
+    """The calls Flask's request dispatch served (the lane's answers are not among them)."""
+    return record_calls(monkeypatch, app, "full_dispatch_request")
 
 
 def _compare(answer):

@@ -13,11 +13,11 @@ from datetime import datetime, timedelta
 
 import redis
 from flask import current_app
-from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, tuple_, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from bsn import realtime
-from bsn.actors import Actor
+from bsn.actors import Actor, Caller
 from bsn.clock import now as clock_now
 from bsn.dbtools import insert_ignore
 from bsn.errors import Conflict, Forbidden, NotFound, ValidationError
@@ -469,21 +469,6 @@ def _store_pass(sends: Sequence[Send], todo: list[int], outcomes: list) -> list[
             ],
         ).all()
         ids = {(row.conversation_id, row.seq): row.id for row in stored}
-        read_marks: dict[tuple[int, int], int] = {}
-        for i in ready:
-            key = (sends[i].conversation_id, sends[i].sender_id)
-            read_marks[key] = max(read_marks.get(key, 0), seqs[i])
-        connection.execute(_READ_OWN, [{"cid": cid, "uid": uid, "seq": seq} for (cid, uid), seq in read_marks.items()])
-        for i in ready:
-            send = sends[i]
-            data = {
-                "conversation_id": send.conversation_id,
-                "message_id": ids[(send.conversation_id, seqs[i])],
-                "seq": seqs[i],
-            }
-            for user_id in elsewhere[i]:
-                if user_id not in online:
-                    notifications.notify(user_id, "message", send.sender_id, data)
         # Built before the commit, from what is in hand: nothing that could fail runs once the messages are stored.
         stored_messages = {
             i: {
@@ -501,6 +486,16 @@ def _store_pass(sends: Sequence[Send], todo: list[int], outcomes: list) -> list[
             }
             for i in ready
         }
+        read_marks: dict[tuple[int, int], int] = {}
+        for i in ready:
+            key = (sends[i].conversation_id, sends[i].sender_id)
+            read_marks[key] = max(read_marks.get(key, 0), seqs[i])
+        connection.execute(_READ_OWN, [{"cid": cid, "uid": uid, "seq": seq} for (cid, uid), seq in read_marks.items()])
+        for i, message in stored_messages.items():
+            data = {"conversation_id": message["conversation_id"], "message_id": message["id"], "seq": message["seq"]}
+            for user_id in elsewhere[i]:
+                if user_id not in online:
+                    notifications.notify(user_id, "message", sends[i].sender_id, data)
         db.session.commit()
     except IntegrityError as error:
         # A reused client_id fails on the unique index: cheaper than looking for it before every send.
@@ -531,17 +526,12 @@ def _answer_earlier(sends: Sequence[Send], ready: list[int], outcomes: list, err
         message = earlier.get((sends[i].sender_id, sends[i].client_id))
         if message is None:
             again.append(i)
-        elif db.session.scalar(
-            select(
-                exists().where(
-                    ConversationMember.conversation_id == message.conversation_id,
-                    ConversationMember.user_id == sends[i].sender_id,
-                )
-            )
-        ):
+            continue
+        try:
+            membership(Caller(sends[i].sender_id), message.conversation_id)
             outcomes[i] = present(message, senders)
-        else:
-            outcomes[i] = NotFound("No such conversation.")
+        except NotFound as refused:
+            outcomes[i] = refused
     db.session.rollback()
     return again
 
