@@ -6,6 +6,7 @@ import contextlib
 import datetime
 import json
 import os
+import re
 import secrets
 import shlex
 import signal
@@ -77,11 +78,17 @@ def database(kind: str, workdir: str, prefix: str = "bsn_bench_"):
 # -- the server ---------------------------------------------------------------------------------------------------
 
 
+def expand_defaults(text: str, env=None) -> str:
+    """`${NAME:-default}` as the Procfile's shell expands it, from `env` (os.environ by default)."""
+    env = os.environ if env is None else env
+    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: env.get(m.group(1)) or m.group(2), text)
+
+
 def procfile_web_command(port: int) -> list[str]:
     """The Procfile's `web` command bound to loopback, so the benchmark follows production's server settings."""
     for line in (REPO / "Procfile").read_text().splitlines():
         if line.startswith("web:"):
-            argv = shlex.split(line.partition(":")[2])
+            argv = shlex.split(expand_defaults(line.partition(":")[2]))
             break
     else:
         raise RuntimeError("Procfile has no web line")

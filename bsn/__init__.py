@@ -183,6 +183,9 @@ def _init_socketio(app: Flask) -> None:
         max_http_buffer_size=app.config["MAX_CONTENT_LENGTH"],
         # Auth is by token on connect; nothing reads Flask's cookie session inside events.
         manage_session=False,
+        # gunicorn hands each request to whichever worker accepts it: a long-polling session started on one
+        # worker would meet "Invalid session" on the next, so with several workers polling is refused at once.
+        transports=["websocket"] if app.config["WEB_WORKERS"] > 1 else None,
     )
     from bsn import sockets
 

@@ -23,6 +23,13 @@ def _int(name: str, default: int) -> int:
         raise RuntimeError(f"setting {name} must be an integer, got {raw!r}") from None
 
 
+def _at_least_one(name: str, default: int) -> int:
+    value = _int(name, default)
+    if value < 1:
+        raise RuntimeError(f"setting {name} must be at least 1, got {value}")
+    return value
+
+
 def _bool(name: str, default: bool) -> bool:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -58,6 +65,9 @@ def load_settings(instance_path: str) -> dict:
         # No pool_pre_ping: bsn/__init__.py pings only connections that sat idle.
         "SQLALCHEMY_ENGINE_OPTIONS": {"hide_parameters": True},
         "DB_POOL_SIZE": _int("DB_POOL_SIZE", 10),
+        # The Procfile starts this many gevent workers per web dyno; the app needs to know, since Socket.IO
+        # long-polling cannot work across them.
+        "WEB_WORKERS": _at_least_one("WEB_WORKERS", 1),
         "REDIS_URL": _env("REDIS_URL", "redis://127.0.0.1:6390/0"),
         # Per pool (the shared client and rate limits; the Socket.IO queue's publishes): past it a call waits.
         "REDIS_MAX_CONNECTIONS": _int("REDIS_MAX_CONNECTIONS", 100),
@@ -135,7 +145,7 @@ def load_settings(instance_path: str) -> dict:
         "MESSAGE_MAX_LENGTH": _int("MESSAGE_MAX_LENGTH", 4000),
         "MESSAGE_EDIT_WINDOW": _int("MESSAGE_EDIT_WINDOW", 15 * 60),
         "SYNC_BATCH": _int("SYNC_BATCH", 500),
-        "CHAT_MAX_WAITING_SENDS": _int("CHAT_MAX_WAITING_SENDS", 1000),
+        "CHAT_MAX_WAITING_SENDS": _int("CHAT_MAX_WAITING_SENDS", 5000),
         "SOCKET_RATE_LIMIT": _env("SOCKET_RATE_LIMIT", "60 per 10 seconds"),
         "SOCKET_COMPRESSION": _bool("SOCKET_COMPRESSION", False),
         "TYPING_TIMEOUT": _int("TYPING_TIMEOUT", 10),

@@ -83,8 +83,8 @@ class WebServer:
 
 
 @contextmanager
-def web_process(app, port: int | None = None, output=None, **env):
-    """The production web server (gunicorn, one gevent worker) on a free port; yields a WebServer.
+def web_process(app, port: int | None = None, output=None, workers: int = 1, **env):
+    """The production web server (gunicorn, `workers` gevent workers) on a free port; yields a WebServer.
 
     `output`: an open file that gets the server's stdout and stderr (its log), instead of the test's."""
     from bsn.devredis import free_port
@@ -98,14 +98,14 @@ def web_process(app, port: int | None = None, output=None, **env):
             "-k",
             "gevent",
             "-w",
-            "1",
+            str(workers),
             "--no-control-socket",
             "-b",
             f"127.0.0.1:{port}",
             "wsgi:app",
         ],
         cwd=ROOT,
-        env=service_env(app, LOG_LEVEL="WARNING", **env),
+        env=service_env(app, LOG_LEVEL="WARNING", WEB_WORKERS=str(workers), **env),
         stdin=subprocess.DEVNULL,
         stdout=output,
         stderr=output,

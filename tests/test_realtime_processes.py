@@ -87,3 +87,55 @@ def test_a_post_made_on_a_web_process_reaches_a_follower_through_a_worker(app, c
                 assert redis_store.client.get(cache.GEN) != generation
         finally:
             listener.close()
+
+
+def _worker_of(client: SocketClient, workers) -> int:
+    """The pid of the gunicorn worker that holds this client's websocket."""
+    port = client.sio.eio.ws.sock.getsockname()[1]
+    return next(w.pid for w in workers if any(c.raddr and c.raddr.port == port for c in w.net_connections("tcp")))
+
+
+def test_two_workers_of_one_web_process_carry_messages_between_their_sockets(app, pair):
+    """WEB_WORKERS=2: gunicorn's workers share one port and one Redis queue; polling is refused at the handshake."""
+    import psutil
+
+    from tests.helpers import wait_until
+
+    with web_process(app, workers=2) as web:
+        workers = wait_until(lambda: len(kids := psutil.Process(web.process.pid).children()) == 2 and kids)
+        refused = requests.get(f"{web.url}/socket.io/?EIO=4&transport=polling", timeout=5)
+        assert refused.status_code == 400 and "Invalid transport" in refused.text
+        clients = []
+        try:
+            # Which worker accepts a connection is up to the kernel: connect until each user has one on another.
+            placed = {}
+            for k in range(60):
+                name = ("ann", "ben")[k % 2]
+                client = SocketClient(web.url, pair[name][1])
+                clients.append(client)
+                placed.setdefault((name, _worker_of(client, workers)), client)
+                pairs = [(n, wa, a, m, wb, b) for (n, wa), a in placed.items() for (m, wb), b in placed.items()]
+                across = [(a, b) for n, wa, a, m, wb, b in pairs if n < m and wa != wb]
+                if across:
+                    break
+            assert across, "60 connections all went to one worker"
+            ann, ben = across[0]
+            sent = ann.call("send_message", {"conversation_id": pair["chat"], "body": "between workers"})
+            assert ben.wait_for("new_message", predicate=lambda m: m["id"] == sent["id"])
+            reply = ben.call("send_message", {"conversation_id": pair["chat"], "body": "and back"})
+            assert ann.wait_for("new_message", predicate=lambda m: m["id"] == reply["id"])
+        finally:
+            for client in clients:
+                client.close()
+
+
+def test_one_worker_keeps_long_polling_and_fewer_than_one_is_refused(app, monkeypatch):
+    import pytest
+
+    from bsn.config import load_settings
+    from bsn.extensions import socketio
+
+    assert app.config["WEB_WORKERS"] == 1 and socketio.server.eio.transports == ["polling", "websocket"]
+    monkeypatch.setenv("WEB_WORKERS", "0")
+    with pytest.raises(RuntimeError, match="WEB_WORKERS must be at least 1"):
+        load_settings("/tmp")

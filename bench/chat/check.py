@@ -6,6 +6,7 @@
 Prints Markdown lines "- PASS/FAIL: ..." and exits 1 when a target is missed. Targets (README.md):
 default scenario: no loss, p99 below 3x node-socketio's and below django-channels' in the same run;
 heavy scenario: no loss; both: every sent message stored; idle: web process under 256 MiB with 1,000 sockets.
+Every BSN entry of the run (`bsn`, `bsn-2w`) is checked on its own; the exit code is 1 when any misses.
 """
 
 from __future__ import annotations
@@ -23,27 +24,40 @@ def line(ok: bool, text: str) -> bool:
     return ok
 
 
-def stored_messages(result_dir: Path) -> int | None:
-    log = result_dir / "bsn.log"
+def stored_messages(result_dir: Path, server: str) -> int | None:
+    log = result_dir / f"{server}.log"
     found = STORED.findall(log.read_text(errors="replace")) if log.exists() else []
     return int(found[-1]) if found else None
+
+
+def bsn_servers(names) -> list[str]:
+    """BSN's entries of a run: `bsn` and its variants (`bsn-2w`)."""
+    return [name for name in names if name == "bsn" or name.startswith("bsn-")]
 
 
 def check_run(result_dir: Path) -> bool:
     summary = json.loads((result_dir / "summary.json").read_text())
     scenario = summary["scenarioName"]
     rows = {r["server"]: r for r in summary["results"]}
-    bsn = rows.get("bsn")
-    print(f"Targets ({scenario} scenario, {result_dir.name}):")
+    servers = bsn_servers(rows) or ["bsn"]
+    ok = True
+    for server in servers:
+        ok &= check_server(result_dir, scenario, rows, server)
+    return ok
+
+
+def check_server(result_dir: Path, scenario: str, rows: dict, server: str) -> bool:
+    bsn = rows.get(server)
+    print(f"Targets of {server} ({scenario} scenario, {result_dir.name}):")
     if bsn is None or not bsn.get("delivery"):
-        return line(False, f"bsn produced no result ({bsn.get('error') if bsn else 'not in this run'})")
+        return line(False, f"{server} produced no result ({bsn.get('error') if bsn else 'not in this run'})")
     delivery, latency = bsn["delivery"], bsn["latencyMs"]
     ok = line(
         delivery["lost"] == 0 and delivery["duplicates"] == 0 and delivery["misrouted"] == 0,
         f"no loss: {delivery['unique']}/{delivery['expected']} delivered, {delivery['lost']} lost, "
         f"{delivery['duplicates']} duplicates, {delivery['misrouted']} misrouted",
     )
-    sent, stored = bsn["send"]["sent"], stored_messages(result_dir)
+    sent, stored = bsn["send"]["sent"], stored_messages(result_dir, server)
     ok &= line(stored == sent, f"storage on: {stored} messages stored for {sent} sent")
     if scenario == "default":
         p99 = latency["p99"]

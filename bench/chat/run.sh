@@ -11,7 +11,7 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 HERE=$REPO/bench/chat
 OUT=$REPO/bench/results/chat
 HARNESS=$(cd "${CHAT_BENCH:-$REPO/../shared/bench/chat}" && pwd)
-SERVERS=node-socketio,django-channels,flask-socketio,bsn
+SERVERS=node-socketio,django-channels,flask-socketio,bsn,bsn-2w
 # Each harness run is bounded: about 2.5 min (default) and 4 min (heavy) when all goes well.
 RUN_TIMEOUT=${CHAT_BENCH_TIMEOUT:-1500}
 # Other benchmarks on this 2-core machine would skew every figure: wait for them, but not for ever.
@@ -122,10 +122,13 @@ run_scenario() {
     fi
     local dir=$HARNESS/results/$latest
     # The reaper writes the stored-message count once the web process is gone, just after the harness stops it.
-    for _ in $(seq 1 40); do grep -q 'stored messages' "$dir/bsn.log" 2>/dev/null && break; sleep 0.25; done
+    local log
+    for log in "$dir"/bsn*.log; do
+        for _ in $(seq 1 40); do grep -q 'stored messages' "$log" 2>/dev/null && break; sleep 0.25; done
+    done
     mkdir -p "$OUT/$scenario"
     cp "$dir/table.md" "$dir/table.txt" "$dir/summary.json" "$OUT/$scenario/"
-    cp "$dir/bsn.log" "$OUT/$scenario/bsn.log" 2>/dev/null || true
+    cp "$dir"/bsn*.log "$OUT/$scenario/" 2>/dev/null || true
     cp "$dir/table.md" "$OUT/$scenario-table.md"
     {
         echo "# Chat benchmark, $scenario scenario ($latest)"

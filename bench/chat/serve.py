@@ -12,8 +12,8 @@ environment of the servers file (PORT, REDIS_URL, BSN_ENV, limits). Steps:
    the load generator's client i, and one group conversation per room whose id is the room index (the load
    generator's `{room_index}`), with that room's clients as members. An authList file is written beside the
    database (one {"token"} per client, in client order) for manual loadgen runs (`--auth-list FILE`).
-4. exec the Procfile's `web` command (gunicorn, one gevent worker) bound to 127.0.0.1:$PORT, so the process the
-   harness measures (its process group) is gunicorn's master and worker only.
+4. exec the Procfile's `web` command (gunicorn, WEB_WORKERS gevent workers: one, or two for `bsn-2w`) bound to
+   127.0.0.1:$PORT, so the process the harness measures (its process group) is gunicorn's master and workers only.
 """
 
 from __future__ import annotations
