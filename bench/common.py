@@ -84,11 +84,13 @@ def expand_defaults(text: str, env=None) -> str:
     return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: env.get(m.group(1)) or m.group(2), text)
 
 
-def procfile_web_command(port: int) -> list[str]:
-    """The Procfile's `web` command bound to loopback, so the benchmark follows production's server settings."""
+def procfile_web_command(port: int, workers: int = 1) -> list[str]:
+    """The Procfile's `web` command bound to loopback, so the benchmark follows production's server settings,
+    with `workers` gevent workers whatever WEB_WORKERS the caller's shell has."""
+    env = {**os.environ, "WEB_WORKERS": str(workers)}
     for line in (REPO / "Procfile").read_text().splitlines():
         if line.startswith("web:"):
-            argv = shlex.split(expand_defaults(line.partition(":")[2]))
+            argv = shlex.split(expand_defaults(line.partition(":")[2], env))
             break
     else:
         raise RuntimeError("Procfile has no web line")

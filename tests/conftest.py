@@ -77,6 +77,8 @@ TEST_SETTINGS = {
     "PASSWORD_HASH_TIME_COST": 1,
     "PASSWORD_HASH_MEMORY_KIB": 1024,
     "LOG_FORMAT": "text",
+    # The in-process app is one process whatever the shell exports (web processes learn theirs from gunicorn).
+    "WEB_WORKERS": 1,
 }
 
 

@@ -105,7 +105,7 @@ def web_process(app, port: int | None = None, output=None, workers: int = 1, **e
             "wsgi:app",
         ],
         cwd=ROOT,
-        env=service_env(app, LOG_LEVEL="WARNING", WEB_WORKERS=str(workers), **env),
+        env=service_env(app, LOG_LEVEL="WARNING", **env),
         stdin=subprocess.DEVNULL,
         stdout=output,
         stderr=output,

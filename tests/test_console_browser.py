@@ -57,11 +57,12 @@ def messages_text(page):
     return page.locator("#messages li .body").all_inner_texts()
 
 
-def test_two_people_chat_see_typing_receipts_and_get_what_they_missed(browser, app, client, make_user):
+@pytest.mark.parametrize("workers", [1, 2])  # two: websocket only, and the two people may sit on different workers
+def test_two_people_chat_see_typing_receipts_and_get_what_they_missed(browser, app, client, make_user, workers):
     _, ann = make_user("ann")
     ben_id, _ = make_user("ben")
     chat = client.post("/api/conversations/", json={"user_ids": [ben_id]}, headers=auth(ann)).get_json()["id"]
-    with web_process(app) as web:
+    with web_process(app, workers=workers) as web:
         ann_context, a = log_in(browser, web.url, "ann")
         ben_context, b = log_in(browser, web.url, "ben")
         for page in (a, b):

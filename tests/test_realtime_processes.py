@@ -1,5 +1,6 @@
 """Several web processes on one Redis: messages cross processes, and a killed process's users go offline."""
 
+import itertools
 import signal
 
 import requests
@@ -96,46 +97,62 @@ def _worker_of(client: SocketClient, workers) -> int:
 
 
 def test_two_workers_of_one_web_process_carry_messages_between_their_sockets(app, pair):
-    """WEB_WORKERS=2: gunicorn's workers share one port and one Redis queue; polling is refused at the handshake."""
+    """`-w 2`: gunicorn's workers share one port and one Redis queue; polling is refused at the handshake."""
     import psutil
 
     from tests.helpers import wait_until
 
     with web_process(app, workers=2) as web:
         workers = wait_until(lambda: len(kids := psutil.Process(web.process.pid).children()) == 2 and kids)
+        # No WEB_WORKERS was given: the app learnt the count from gunicorn (gunicorn.conf.py).
         refused = requests.get(f"{web.url}/socket.io/?EIO=4&transport=polling", timeout=5)
         assert refused.status_code == 400 and "Invalid transport" in refused.text
-        clients = []
+        placed: dict[tuple[str, int], SocketClient] = {}
+        names = itertools.cycle(["ann", "ben"])
+
+        def one_more():
+            # Which worker accepts a connection is the kernel's choice (and a worker still starting takes none):
+            # connect until each user has a socket on a different worker than the other's.
+            name = next(names)
+            client = SocketClient(web.url, pair[name][1])
+            key = (name, _worker_of(client, workers))
+            if key in placed:
+                client.close()
+            else:
+                placed[key] = client
+            return next(
+                ((a, b) for (n, wa), a in placed.items() for (m, wb), b in placed.items() if n < m and wa != wb),
+                None,
+            )
+
         try:
-            # Which worker accepts a connection is up to the kernel: connect until each user has one on another.
-            placed = {}
-            for k in range(60):
-                name = ("ann", "ben")[k % 2]
-                client = SocketClient(web.url, pair[name][1])
-                clients.append(client)
-                placed.setdefault((name, _worker_of(client, workers)), client)
-                pairs = [(n, wa, a, m, wb, b) for (n, wa), a in placed.items() for (m, wb), b in placed.items()]
-                across = [(a, b) for n, wa, a, m, wb, b in pairs if n < m and wa != wb]
-                if across:
-                    break
-            assert across, "60 connections all went to one worker"
-            ann, ben = across[0]
+            ann, ben = wait_until(one_more, timeout=30, interval=0, message="a socket on each worker")
             sent = ann.call("send_message", {"conversation_id": pair["chat"], "body": "between workers"})
             assert ben.wait_for("new_message", predicate=lambda m: m["id"] == sent["id"])
             reply = ben.call("send_message", {"conversation_id": pair["chat"], "body": "and back"})
             assert ann.wait_for("new_message", predicate=lambda m: m["id"] == reply["id"])
         finally:
-            for client in clients:
+            for client in placed.values():
                 client.close()
 
 
-def test_one_worker_keeps_long_polling_and_fewer_than_one_is_refused(app, monkeypatch):
+def test_one_worker_keeps_long_polling_and_fewer_than_one_is_refused(app, client, monkeypatch):
+    import subprocess
+    import sys
+
     import pytest
 
     from bsn.config import load_settings
-    from bsn.extensions import socketio
+    from tests.helpers import ROOT, service_env
 
-    assert app.config["WEB_WORKERS"] == 1 and socketio.server.eio.transports == ["polling", "websocket"]
+    assert app.config["WEB_WORKERS"] == 1
+    assert client.get("/socket.io/?EIO=4&transport=polling").status_code == 200
     monkeypatch.setenv("WEB_WORKERS", "0")
     with pytest.raises(RuntimeError, match="WEB_WORKERS must be at least 1"):
         load_settings("/tmp")
+    # gunicorn itself takes -w 0 (a master with no workers); gunicorn.conf.py stops it at once.
+    started = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "0", "-b", "127.0.0.1:0", "wsgi:app"],
+        cwd=ROOT, env=service_env(app), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert started.returncode != 0 and "needs at least 1 worker, got -w 0" in started.stderr

@@ -12,7 +12,7 @@ HERE=$REPO/bench/chat
 OUT=$REPO/bench/results/chat
 HARNESS=$(cd "${CHAT_BENCH:-$REPO/../shared/bench/chat}" && pwd)
 SERVERS=node-socketio,django-channels,flask-socketio,bsn,bsn-2w
-# Each harness run is bounded: about 2.5 min (default) and 4 min (heavy) when all goes well.
+# Each harness run is bounded: about 4 min (default) and 6 min (heavy) with the five servers when all goes well.
 RUN_TIMEOUT=${CHAT_BENCH_TIMEOUT:-1500}
 # Other benchmarks on this 2-core machine would skew every figure: wait for them, but not for ever.
 BUSY_WAIT=${CHAT_BENCH_BUSY_WAIT:-900}

@@ -213,7 +213,8 @@ def seed(rooms: int, per_room: int, authlist: Path) -> None:
 
 def web_command(port: str, clients: int) -> list[str]:
     """The Procfile's `web` command, bound to loopback, with room for every client (and some HTTP) per worker."""
-    argv = procfile_web_command(int(port))
+    # The servers file names the count: `bsn` one worker, `bsn-2w` two.
+    argv = procfile_web_command(int(port), int(os.environ.get("WEB_WORKERS") or 1))
     needed = clients + 200
     if "--worker-connections" in argv:
         k = argv.index("--worker-connections") + 1

@@ -107,9 +107,13 @@ function badge(namespace, status, detail) {
 
 function connectSockets() {
   for (const namespace of NAMESPACES) {
-    // Reconnects with exponential backoff (socket.io-client's default), up to 10 s apart.
+    // Reconnects with exponential backoff (socket.io-client's default), up to 10 s apart. The websocket
+    // transport first: a web dyno of several workers (WEB_WORKERS) refuses long-polling, which stays as
+    // the fallback for a network that blocks websockets.
     const socket = io(namespace, {
       auth: { token: state.token },
+      transports: ["websocket", "polling"],
+      tryAllTransports: true,
       reconnectionDelay: 500,
       reconnectionDelayMax: 10000,
     });
