@@ -6,7 +6,6 @@ import contextlib
 import datetime
 import json
 import os
-import re
 import secrets
 import shlex
 import signal
@@ -78,19 +77,13 @@ def database(kind: str, workdir: str, prefix: str = "bsn_bench_"):
 # -- the server ---------------------------------------------------------------------------------------------------
 
 
-def expand_defaults(text: str, env=None) -> str:
-    """`${NAME:-default}` as the Procfile's shell expands it, from `env` (os.environ by default)."""
-    env = os.environ if env is None else env
-    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: env.get(m.group(1)) or m.group(2), text)
-
-
 def procfile_web_command(port: int, workers: int = 1) -> list[str]:
     """The Procfile's `web` command bound to loopback, so the benchmark follows production's server settings,
-    with `workers` gevent workers whatever WEB_WORKERS the caller's shell has."""
-    env = {**os.environ, "WEB_WORKERS": str(workers)}
+    with `workers` gevent workers (`-w`, over gunicorn.conf.py's WEB_WORKERS) whatever the caller's shell has."""
     for line in (REPO / "Procfile").read_text().splitlines():
         if line.startswith("web:"):
-            argv = shlex.split(expand_defaults(line.partition(":")[2], env))
+            argv = shlex.split(line.partition(":")[2])
+            argv[1:1] = ["-w", str(workers)]
             break
     else:
         raise RuntimeError("Procfile has no web line")

@@ -65,7 +65,7 @@ def load_settings(instance_path: str) -> dict:
         # No pool_pre_ping: bsn/__init__.py pings only connections that sat idle.
         "SQLALCHEMY_ENGINE_OPTIONS": {"hide_parameters": True},
         "DB_POOL_SIZE": _int("DB_POOL_SIZE", 10),
-        # The Procfile starts this many gevent workers per web dyno; the app needs to know, since Socket.IO
+        # gunicorn.conf.py starts this many gevent workers per web dyno; the app needs to know, since Socket.IO
         # long-polling cannot work across them.
         "WEB_WORKERS": _at_least_one("WEB_WORKERS", 1),
         "REDIS_URL": _env("REDIS_URL", "redis://127.0.0.1:6390/0"),

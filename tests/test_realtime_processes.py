@@ -156,3 +156,25 @@ def test_one_worker_keeps_long_polling_and_fewer_than_one_is_refused(app, client
         cwd=ROOT, env=service_env(app), capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert started.returncode != 0 and "needs at least 1 worker, got -w 0" in started.stderr
+
+
+def test_the_procfile_web_dyno_runs_web_workers_workers(app):
+    """The Procfile's web line, as the dyno's shell runs it: gunicorn.conf.py takes the count from WEB_WORKERS."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.helpers import ROOT, service_env
+
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # the venv's gunicorn, as on a dyno
+    line = next(x for x in Path(ROOT, "Procfile").read_text().splitlines() if x.startswith("web:"))
+    command = line.partition(":")[2] + " --print-config"
+
+    def workers(**env) -> str:
+        env = service_env(app, PATH=path, **env)
+        shown = subprocess.run(command, shell=True, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        return next(x.split("=")[1].strip() for x in shown.stdout.splitlines() if x.startswith("workers "))
+
+    assert workers(WEB_WORKERS="") == "1"
+    assert workers(WEB_WORKERS="2") == "2"
