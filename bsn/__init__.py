@@ -160,6 +160,11 @@ def _sqlite_end_turn(connection):
         _SQLITE_TURN.release()
 
 
+# A ping every 25 s with 20 s to answer keeps idle connections open through proxies.
+PING_INTERVAL = 25
+PING_TIMEOUT = 20
+
+
 def _on_gevent() -> bool:
     from gevent import monkey
 
@@ -170,6 +175,7 @@ def _init_socketio(app: Flask) -> None:
     from gevent import monkey
 
     from bsn.socketqueue import RecoveringRedisManager
+    from bsn.websocket import WebSocketEnviron
 
     async_mode = "gevent" if monkey.is_module_patched("socket") else "threading"
     socketio.init_app(
@@ -177,9 +183,8 @@ def _init_socketio(app: Flask) -> None:
         async_mode=async_mode,
         client_manager=RecoveringRedisManager(app.config["REDIS_URL"], app.config["REDIS_MAX_CONNECTIONS"]),
         cors_allowed_origins=_origin_check(app.config["CORS_ORIGINS"]),
-        # A ping every 25 s with 20 s to answer keeps idle connections open through proxies.
-        ping_interval=25,
-        ping_timeout=20,
+        ping_interval=PING_INTERVAL,
+        ping_timeout=PING_TIMEOUT,
         max_http_buffer_size=app.config["MAX_CONTENT_LENGTH"],
         # Auth is by token on connect; nothing reads Flask's cookie session inside events.
         manage_session=False,
@@ -190,23 +195,12 @@ def _init_socketio(app: Flask) -> None:
     from bsn import sockets
 
     sockets.init_app(socketio)
-    if not app.config["SOCKET_COMPRESSION"]:
-        app.wsgi_app = _NoWebSocketExtensions(app.wsgi_app)
-
-
-class _NoWebSocketExtensions:
-    """Hides a WebSocket handshake's extension offer, so no connection negotiates permessage-deflate.
-
-    simple-websocket accepts deflate whenever a client offers it, and has no setting to refuse; a compressed
-    connection keeps a zlib compressor and decompressor (about 260 KiB) for its whole life.
-    """
-
-    def __init__(self, wsgi_app) -> None:
-        self.wsgi_app = wsgi_app
-
-    def __call__(self, environ, start_response):
-        environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
-        return self.wsgi_app(environ, start_response)
+    app.wsgi_app = WebSocketEnviron(
+        app.wsgi_app,
+        compression=app.config["SOCKET_COMPRESSION"],
+        # A client that takes no byte of a frame for as long as engine.io's ping allows is gone.
+        stall_timeout=PING_INTERVAL + PING_TIMEOUT,
+    )
 
 
 def _origin_check(allowed: list[str]):
