@@ -14,7 +14,6 @@ import socket
 import threading
 from contextlib import suppress
 
-import gevent
 import gevent.lock
 import gevent.socket
 
@@ -50,41 +49,31 @@ class FrameSocket:
 
     A frame that cannot be finished leaves the stream unreadable, so after the first failed write every
     later one fails at once (`BrokenPipeError`, which simple-websocket's close expects), and the shutdown wakes
-    its reader, which ends the connection as if the client had gone. `stall_timeout` (gevent sockets only):
-    seconds one write may wait for the client to take a byte before the client counts as gone (None: forever).
+    its reader, which ends the connection as if the client had gone.
+
+    `stall_timeout` becomes the socket's timeout: the longest one write waits for the client to take a byte,
+    and one read for the client to say anything (None: for ever). engine.io means to set the same (its ping
+    interval plus timeout) but looks for the socket under names simple-websocket does not use; a live client
+    answers a ping well inside it, so only a client engine.io would give up on anyway is cut off by it.
     """
 
     def __init__(self, sock: socket.socket, stall_timeout: float | None = None) -> None:
         self._sock = sock
+        sock.settimeout(stall_timeout)
         self._broken = False
-        if isinstance(sock, gevent.socket.socket):
-            self._lock = gevent.lock.Semaphore()
-            self._stall = (
-                None
-                if stall_timeout is None
-                else gevent.Timeout(stall_timeout, TimeoutError(f"the client took no byte in {stall_timeout:g} s"))
-            )
-        else:
-            # Threads (the dev server): a blocking send already waits for room, and no timer can interrupt it.
-            self._lock = threading.Lock()
-            self._stall = None
+        # A greenlet waiting on a thread's lock would stall every other greenlet of the process.
+        self._lock = gevent.lock.Semaphore() if isinstance(sock, gevent.socket.socket) else threading.Lock()
 
     def send(self, data, flags: int = 0) -> int:
         with self._lock:
             if self._broken:
                 raise BrokenPipeError("an earlier frame on this connection could not be written whole")
-            view = memoryview(data)
             try:
-                while view:
-                    if self._stall is None:
-                        sent = self._sock.send(view, flags)
-                    else:
-                        self._stall.start()
-                        try:
-                            sent = self._sock.send(view, flags)
-                        finally:
-                            self._stall.cancel()
-                    view = view[sent:]
+                sent = self._sock.send(data, flags)
+                if sent < len(data):  # the kernel's buffer was full: write the rest as the client takes it
+                    rest = memoryview(data)[sent:]
+                    while rest:
+                        rest = rest[self._sock.send(rest, flags) :]
             except BaseException as exc:
                 self._broken = True
                 with suppress(OSError):
