@@ -194,7 +194,7 @@ def _init_socketio(app: Flask) -> None:
     )
     from bsn import sockets
 
-    sockets.init_app(socketio)
+    sockets.init_app(socketio, app.config["SOCKET_MAX_QUEUED_EVENTS"])
     app.wsgi_app = WebSocketEnviron(
         app.wsgi_app,
         compression=app.config["SOCKET_COMPRESSION"],

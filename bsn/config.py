@@ -146,6 +146,7 @@ def load_settings(instance_path: str) -> dict:
         "MESSAGE_EDIT_WINDOW": _int("MESSAGE_EDIT_WINDOW", 15 * 60),
         "SYNC_BATCH": _int("SYNC_BATCH", 500),
         "CHAT_MAX_WAITING_SENDS": _int("CHAT_MAX_WAITING_SENDS", 5000),
+        "SOCKET_MAX_QUEUED_EVENTS": _at_least_one("SOCKET_MAX_QUEUED_EVENTS", 100),
         "SOCKET_RATE_LIMIT": _env("SOCKET_RATE_LIMIT", "60 per 10 seconds"),
         "SOCKET_COMPRESSION": _bool("SOCKET_COMPRESSION", False),
         "TYPING_TIMEOUT": _int("TYPING_TIMEOUT", 10),

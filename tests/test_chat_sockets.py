@@ -4,7 +4,7 @@ import pytest
 import socketio as socketio_client
 
 from tests.conftest import auth
-from tests.helpers import SocketClient, web_process
+from tests.helpers import SocketClient, wait_until, web_process
 
 CHAT = "/chat"
 
@@ -161,6 +161,29 @@ def test_presence_is_shown_to_contacts_only_and_goes_offline(sockets, pair, make
     ben.close()
     offline = ann.wait_for("presence", "/presence", lambda p: p["user_id"] == pair["ben"][0] and not p["online"])
     assert offline[0]["last_seen"].endswith("Z")
+
+
+def test_sends_emitted_back_to_back_are_stored_in_the_order_they_were_sent(sockets, pair):
+    """One socket's events run in order (bsn/sockets/inbox.py): 30 sends emitted without waiting get seqs 1..30."""
+    import threading
+
+    ann, ben = sockets(pair["ann"][1]), sockets(pair["ben"][1])
+    acks, lock = {}, threading.Lock()
+
+    def on_ack(i):
+        def record(answer):
+            with lock:
+                acks[i] = answer
+
+        return record
+
+    for i in range(30):
+        payload = {"conversation_id": pair["chat"], "body": f"m{i}", "client_id": f"order-{i}"}
+        ann.sio.emit("send_message", payload, namespace=CHAT, callback=on_ack(i))
+    wait_until(lambda: len(acks) == 30, message="30 acks")
+    assert [acks[i]["seq"] for i in range(30)] == list(range(1, 31))
+    delivered = ben.wait_for("new_message", count=30)
+    assert [m["body"] for m in delivered] == [f"m{i}" for i in range(30)]
 
 
 def test_sends_beyond_the_waiting_bound_are_refused_before_anything_is_stored(app, pair, monkeypatch):

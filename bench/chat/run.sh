@@ -5,13 +5,15 @@
 #                   permessage-deflate, as browsers do (idle.mjs --deflate)
 #   all (default):  the three in turn
 # Tables and verdicts go to bench/results/chat/ (gitignored) and are printed. Exit code 1 when a target is missed.
+# Env: CHAT_BENCH (harness folder), CHAT_BENCH_SERVERS (node-socketio,django-channels,flask-socketio,bsn,bsn-2w),
+#      CHAT_BENCH_TIMEOUT (s, 1500), CHAT_BENCH_BUSY_WAIT (s, 900).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 HERE=$REPO/bench/chat
 OUT=$REPO/bench/results/chat
 HARNESS=$(cd "${CHAT_BENCH:-$REPO/../shared/bench/chat}" && pwd)
-SERVERS=node-socketio,django-channels,flask-socketio,bsn,bsn-2w
+SERVERS=${CHAT_BENCH_SERVERS:-node-socketio,django-channels,flask-socketio,bsn,bsn-2w}
 # Each harness run is bounded: about 4 min (default) and 6 min (heavy) with the five servers when all goes well.
 RUN_TIMEOUT=${CHAT_BENCH_TIMEOUT:-1500}
 # Other benchmarks on this 2-core machine would skew every figure: wait for them, but not for ever.

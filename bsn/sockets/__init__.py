@@ -6,6 +6,7 @@ from bsn.outages import _TracebackOncePerMinute
 from bsn.sockets.base import registry
 from bsn.sockets.chat import ChatNamespace
 from bsn.sockets.feed import FeedNamespace, NotificationsNamespace
+from bsn.sockets.inbox import Inbox
 from bsn.sockets.presence import PresenceNamespace
 
 # One instance of each per process: they hold this process's sockets.
@@ -18,9 +19,10 @@ registry.namespaces = NAMESPACES
 _library_tracebacks = _TracebackOncePerMinute()
 
 
-def init_app(socketio: SocketIO) -> None:
+def init_app(socketio: SocketIO, max_queued_events: int) -> None:
     for namespace in NAMESPACES:
         socketio.on_namespace(namespace)
+    Inbox(socketio.server, max_queued_events).install()
     for logger in (socketio.server.logger, socketio.server.eio.logger):
         # Their own stderr handlers printed every error a second time, outside the app's (JSON) log format.
         for handler in [h for h in logger.handlers if not getattr(h, "_bsn", False)]:
