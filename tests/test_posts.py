@@ -231,3 +231,96 @@ def test_new_posts_are_fanned_out_to_followers_by_a_job(client, ctx, people, mon
     assert [(event, sorted(rooms)) for event, rooms in pushed if event == "post_created"] == [
         ("post_created", sorted([f"user:{people['bob'][0]}", f"user:{people['cat'][0]}"]))
     ]
+
+
+def test_plain_posts_that_arrive_while_a_batch_is_stored_make_the_next_batch(app, client, people, monkeypatch):
+    """The group commit of plain posts: one INSERT for the posts that queued, each caller answered its own post."""
+    import threading
+    import time
+
+    from sqlalchemy import event
+
+    from bsn.extensions import db
+    from bsn.services import posts
+
+    with app.app_context():
+        group, engine = posts._plain_posts(), db.engine
+    held, sizes, store = threading.Event(), [], group._store
+
+    def recorded(batch):
+        sizes.append(len(batch))
+        held.wait(10)
+        return store(batch)
+
+    monkeypatch.setattr(group, "_store", recorded)
+    inserts, commits = [], []
+
+    def seen(_conn, _cursor, statement, *_args):
+        if statement.lstrip().upper().startswith("INSERT INTO POSTS"):
+            inserts.append(statement)
+
+    def committed(_conn):
+        commits.append(True)
+
+    tokens = [people[name][1] for name in ("amy", "bob", "cat")]
+    answers = {}
+
+    def one(i):
+        answers[i] = post(app.test_client(), tokens[i % 3], f"post {i}", client_id=f"b-{i}").get_json()
+
+    event.listen(engine, "before_cursor_execute", seen)
+    event.listen(engine, "commit", committed)
+    try:
+        first = threading.Thread(target=one, args=(0,))
+        first.start()
+        deadline = time.monotonic() + 10
+        while not sizes and time.monotonic() < deadline:
+            time.sleep(0.01)
+        rest = [threading.Thread(target=one, args=(i,)) for i in range(1, 8)]
+        for thread in rest:
+            thread.start()
+        while group.waiting < 7 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert group.waiting == 7
+        held.set()
+        for thread in [first, *rest]:
+            thread.join(timeout=10)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+        event.remove(engine, "commit", committed)
+    # The first alone in autocommit, the seven in one transaction: on PostgreSQL one INSERT, on SQLite row by row.
+    assert sizes == [1, 7] and len(commits) == 1
+    assert len(inserts) == (2 if engine.dialect.name == "postgresql" else 8)
+    assert len({a["id"] for a in answers.values()}) == 8
+    for i, answer in answers.items():
+        stored = client.get(f"/api/posts/{answer['id']}/", headers=auth(tokens[i % 3])).get_json()
+        assert stored["body"] == answer["body"] == f"post {i}"
+        assert stored["author"]["username"] == answer["author"]["username"] == ("amy", "bob", "cat")[i % 3]
+
+
+def test_a_reused_client_id_in_a_batch_of_plain_posts_fails_alone(app, client, people):
+    from sqlalchemy.exc import IntegrityError
+
+    from bsn.clock import now
+    from bsn.services import posts
+
+    (amy_id, amy), (bob_id, bob) = people["amy"], people["bob"]
+    first = post(client, amy, "first", client_id="dup").get_json()
+
+    def row(author_id, body, client_id):
+        return {"author_id": author_id, "body": body, "visibility": "public", "media": [], "like_count": 0}, {
+            "comment_count": 0,
+            "created_at": now(),
+            "hidden_at": None,
+            "client_id": client_id,
+        }
+
+    batch = [{**a, **b} for a, b in (row(bob_id, "b1", None), row(amy_id, "again", "dup"), row(bob_id, "b2", "x"))]
+    with app.app_context():
+        outcomes = posts.store_plain_posts(batch)
+    b1, refused, b2 = outcomes
+    assert isinstance(refused, IntegrityError) and isinstance(b1, int) and isinstance(b2, int) and b1 < b2
+    mine = client.get(f"/api/posts/?author={bob_id}", headers=auth(bob)).get_json()["results"]
+    assert [(p["id"], p["body"]) for p in mine] == [(b2, "b2"), (b1, "b1")]
+    # Through the service, the retry answers the post stored the first time.
+    assert post(client, amy, "again", client_id="dup").get_json()["id"] == first["id"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Sequence
 from datetime import datetime
 
 from flask import current_app
@@ -20,7 +21,9 @@ from bsn.clock import now as clock_now
 from bsn.dbtools import insert_ignore, read_only
 from bsn.errors import Forbidden, NotFound, Unauthorized, ValidationError
 from bsn.extensions import db
+from bsn.groupcommit import GroupCommit
 from bsn.models import Block, Comment, Follow, Group, GroupMember, Mute, Post, PostLike, PostTag, User
+from bsn.outages import OUTAGES
 from bsn.services import moderation, notifications, outbox
 from bsn.services.accounts import account_copy, keep_account_copy, user_json
 from bsn.services.users import blocked_between
@@ -67,16 +70,19 @@ def create_post(
     values = {"author_id": author.id, "body": body, "visibility": visibility, "media": media or []}
     values.update(like_count=0, comment_count=0, created_at=at, hidden_at=at if held else None, client_id=client_id)
     if not held and not HASHTAG.search(body) and not MENTION.search(body):
-        # Nothing else to write: the INSERT alone, in autocommit (no BEGIN and COMMIT round trips).
-        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
-            author_json, account_read = _author(author, connection)
-            try:
-                post_id = connection.execute(_INSERT, values).scalar_one()
-            except IntegrityError:
-                earlier = _earlier(author, client_id)
-                if earlier is None:
-                    raise
-                return earlier
+        # Nothing else to write: the INSERT alone, stored with the plain posts this process's other callers create
+        # meanwhile (a group commit: one commit for them all; a lone post is one INSERT in autocommit).
+        author_json, account_read = _plain_author(author)
+        # None of the caller's transaction stays open while its post waits its turn: on gevent an open SQLite
+        # transaction holds the process's writer turn, which the task storing the batch needs.
+        db.session.rollback()
+        try:
+            post_id = _plain_posts().submit(values)
+        except IntegrityError:
+            earlier = _earlier(author, client_id)
+            if earlier is None:
+                raise
+            return earlier
         _keep(account_read)
         data = _created(post_id, author_json, values)
         fan_out_later("post_created", {"post_id": post_id, "author_id": author.id}, author.id, [cache.GEN])
@@ -111,6 +117,52 @@ def create_post(
         # Popular authors have thousands of followers: the fan-out is a job, not part of the request.
         fan_out_later("post_created", {"post_id": post_id, "author_id": author.id}, author.id, moved)
     return data
+
+
+# Plain posts stored by one statement at most (a burst of creates on one process, each answered alone).
+POST_BATCH = 100
+
+
+def _plain_posts() -> GroupCommit:
+    app = current_app._get_current_object()
+    group = app.extensions.get("bsn_plain_posts")
+    if group is None:
+        group = app.extensions.setdefault("bsn_plain_posts", GroupCommit(app, store_plain_posts, POST_BATCH))
+    return group
+
+
+def store_plain_posts(batch: Sequence[dict]) -> list:
+    """The ids of a batch of plain posts' rows (`_INSERT`'s values), stored by one commit.
+
+    A lone post is one INSERT in autocommit. A larger batch is one transaction, all or nothing: on PostgreSQL one
+    INSERT of every row, the ids back in the rows' order (SQLAlchemy's "insertmanyvalues" with
+    sort_by_parameter_order; on SQLite it inserts row by row, still one commit). A batch the database refuses (a
+    client_id its author used before) is stored again one post at a time, so that the refusal, an IntegrityError,
+    is the outcome of the post it concerns alone (also when the same client_id came twice in the batch).
+    """
+    if len(batch) > 1:
+        try:
+            with db.engine.begin() as connection:
+                return list(connection.execute(_INSERT_SORTED, list(batch)).scalars())
+        except OUTAGES:
+            raise  # the database is away: each post alone would fail too
+        except Exception:  # noqa: BLE001 - stored again one by one, where each refusal is its own post's
+            pass
+    outcomes: list = []
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        for values in batch:
+            try:
+                outcomes.append(connection.execute(_INSERT, values).scalar_one())
+            except Exception as refused:  # noqa: BLE001 - this post's own outcome
+                outcomes.append(refused)
+    return outcomes
+
+
+def _plain_author(author: Actor) -> tuple[dict, dict | None]:
+    if getattr(author, "account", None) is not None:  # the token lookup's copy: no connection needed
+        return _author(author, None)
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        return _author(author, connection)
 
 
 def _earlier(author: Actor, client_id: str | None) -> dict | None:
@@ -154,6 +206,7 @@ def _keep(account_read: dict | None) -> None:
 
 AUTHOR_FIELDS = ("id", "username", "display_name", "avatar_url")
 _INSERT = insert(Post.__table__).returning(Post.__table__.c.id)
+_INSERT_SORTED = insert(Post.__table__).returning(Post.__table__.c.id, sort_by_parameter_order=True)
 
 
 def fan_out_later(event: str, data: dict, author_id: int, cache_moves: list[str] = ()) -> None:
