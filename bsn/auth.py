@@ -53,7 +53,7 @@ def resolve_token(environ: dict, token: str, rate_hits: tuple | None = None) -> 
         if rate_hits is not None:
             environ[HITS] = rate_hits
         if rate_hits:
-            # None where the lookup could not hit (a cold token cache): the rate limiter hits that one itself.
+            # None where the lookup could not hit (Redis failed it): the rate limiter hits that one itself.
             counts = found.counts or [None] * len(rate_hits)
             environ[PREHITS] = {
                 hit.prefix + str(found.user_id) + hit.suffix: count

@@ -122,7 +122,7 @@ class _PrehitStrategy:
         key = self.storage.prefixed_key(item.key_for(*identifiers)) if made else None
         if key is not None and key in made:
             count = made.pop(key)
-            if count is None:  # the lookup was to hit it but could not (a cold token cache)
+            if count is None:  # the lookup was to hit it but could not (Redis failed it)
                 return self.strategy.hit(item, *identifiers, cost=cost)
             if cost == 1:
                 return count <= item.amount

@@ -54,7 +54,7 @@ def within_limits(counts: dict | None, hits: tuple, user_id: int) -> bool:
     for hit in hits:
         count = (counts or {}).get(hit.prefix + str(user_id) + hit.suffix)
         if count is None or count > hit.amount:
-            return False  # not hit (a cold token cache: Flask-Limiter hits it), or breached (Flask's 429)
+            return False  # not hit (Redis failed the lookup: Flask-Limiter hits it), or breached (Flask's 429)
     return True
 
 

@@ -172,3 +172,55 @@ def test_when_the_hits_cannot_be_made_ahead_flask_limiter_makes_them(client, mak
     assert client.get("/api/auth/user/", headers=auth(token)).status_code == 200
     assert len(redis_calls) == 2, redis_calls
     assert client.get("/api/auth/user/", headers=auth(token)).status_code == 429
+
+
+def test_a_cold_token_is_read_with_its_account_and_stored_by_the_lookups_second_round_trip(
+    app, client, make_user, limits, redis_calls
+):
+    """A token the cache does not hold: one statement (token and account), then one script stores both and hits
+    the per-user counter, which Flask-Limiter then uses as it is (each call counted once)."""
+    from sqlalchemy import event
+
+    limits(RATELIMIT_USER="2 per minute", RATELIMIT_ANON="1000 per minute")
+    user_id, token = make_user("alice")
+    cached = (accounts.token_cache_key(token), accounts.ACCOUNT_CACHE.format(user_id))
+    with app.app_context():
+        engine = db.engine
+    statements = []
+
+    def seen(_conn, _cursor, statement, *_args):
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        for _ in range(2):
+            redis_store.client.delete(*cached)
+            redis_calls.clear()
+            statements.clear()
+            answer = client.get("/api/auth/user/", headers=auth(token))
+            assert answer.status_code == 200 and answer.get_json()["username"] == "alice"
+            assert len(statements) == 1 and "auth_tokens" in statements[0], statements
+            assert len(redis_calls) == 2, redis_calls
+            assert all(redis_store.client.exists(key) for key in cached)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert client.get("/api/auth/user/", headers=auth(token)).status_code == 429
+
+
+def test_a_logout_between_the_database_read_and_the_fill_wins(app, client, make_user, monkeypatch):
+    user_id, token = make_user("alice")
+    read = accounts._token_from_database
+
+    def logged_out_meanwhile(digest, current):
+        found = read(digest, current)
+        assert found[0] == user_id
+        with app.test_request_context():
+            accounts.logout(token)  # writes the tombstone the fill must not overwrite
+        return found
+
+    monkeypatch.setattr(accounts, "_token_from_database", logged_out_meanwhile)
+    with app.test_request_context():
+        assert accounts.lookup_token(token).user_id is None
+    assert redis_store.client.get(accounts.token_cache_key(token)) == accounts.REVOKED
+    monkeypatch.undo()
+    assert client.get("/api/auth/user/", headers=auth(token)).status_code == 401

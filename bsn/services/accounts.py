@@ -183,13 +183,20 @@ def token_cache_key(raw_token: str) -> str:
 # on a single Redis, which BSN uses for everything.
 _LOOKUP = """
 local token = redis.call('GET', KEYS[1])
-if not token then return {} end
+if not token then
+  if ARGV[4] == '' then return {} end
+  -- A fill from the database, in the same script as the lookup it completes: a revocation's tombstone written
+  -- since the GET above cannot be, as scripts run alone, so this SET is the fills' usual SET NX.
+  token = ARGV[4]
+  redis.call('SET', KEYS[1], token, 'EX', ARGV[5])
+end
 local sep = string.find(token, ':', 1, true)
 if not sep or tonumber(string.sub(token, sep + 1)) <= tonumber(ARGV[1]) then return {token} end
 local uid = string.sub(token, 1, sep - 1)
+if ARGV[6] ~= '' then redis.call('SET', ARGV[2] .. uid, ARGV[6], 'EX', ARGV[7], 'NX') end
 local reply = {token, redis.call('GET', ARGV[2] .. uid)}
 local cost = tonumber(ARGV[3])
-for i = 4, #ARGV, 3 do
+for i = 8, #ARGV, 3 do
   local key = ARGV[i] .. uid .. ARGV[i + 1]
   local count = redis.call('INCRBY', key, cost)
   if count == cost then redis.call('EXPIRE', key, ARGV[i + 2]) end
@@ -219,28 +226,52 @@ class TokenLookup:
 def lookup_token(raw_token: str, rate_hits: tuple[RateHit, ...] = ()) -> TokenLookup:
     """`user_id_for_token`, plus the account copy and the rate-limit hits, in the same round trip.
 
-    The hits are made only when the token cache answers for a live token; `counts` is empty otherwise.
+    A token the cache does not hold (its first use, or the first since AUTH_CACHE_TTL or a Redis restart) is
+    read from the database with its account, in one statement, and the same script then stores both and makes
+    the hits: a cold call costs one statement and one more round trip, not a second path. `counts` is empty
+    only when Redis cannot be used.
     """
     digest = _digest(raw_token)
     current = now()
+    key = TOKEN_CACHE_PREFIX + digest
+    args = [repr(current.timestamp()), ACCOUNT_CACHE_PREFIX, 1, "", 0, "", 0, *_hit_args(rate_hits)]
     try:
-        reply = redis_store.run_script(
-            redis_store.script(_LOOKUP),
-            [TOKEN_CACHE_PREFIX + digest],
-            [repr(current.timestamp()), ACCOUNT_CACHE_PREFIX, 1, *_hit_args(rate_hits)],
-        )
+        reply = redis_store.run_script(redis_store.script(_LOOKUP), [key], args)
     except redis.RedisError:
         log.warning("token cache unavailable; falling back to the database")
-        reply = []
-    if reply:
-        cached = reply[0]
-        if cached == REVOKED:
-            return TokenLookup()
-        user_id, _, expires = cached.decode().partition(":")
-        if float(expires) <= current.timestamp():
-            return TokenLookup()
-        return TokenLookup(int(user_id), reply[1], [int(count) for count in reply[2:]])
-    return TokenLookup(_fill_token_cache(digest, current))
+        return TokenLookup(_token_from_database(digest, current)[0])
+    if not reply:
+        user_id, fill = _token_from_database(digest, current)
+        if fill is None:
+            return TokenLookup(user_id)
+        args[3:7] = fill
+        try:
+            reply = redis_store.run_script(redis_store.script(_LOOKUP), [key], args)
+        except redis.RedisError:
+            log.warning("token cache unavailable; falling back to the database")
+            return TokenLookup(user_id)
+    cached = reply[0]
+    if cached == REVOKED:
+        return TokenLookup()
+    user_id, _, expires = cached.decode().partition(":")
+    if float(expires) <= current.timestamp():
+        return TokenLookup()
+    return TokenLookup(int(user_id), reply[1], [int(count) for count in reply[2:]])
+
+
+def _token_from_database(digest: str, current) -> tuple[int | None, list | None]:
+    """The live token's user, and the lookup script's fill arguments (token entry, its TTL, the account's copy
+    or "", its TTL), or None when there is nothing to store."""
+    row = db.session.execute(_TOKEN_AND_ACCOUNT, {"digest": digest}).first()
+    if row is None or row.expires_at <= current:
+        return None, None
+    config = current_app.config
+    ttl = min(config["AUTH_CACHE_TTL"], int((row.expires_at - current).total_seconds()))
+    if ttl <= 0:
+        return row.user_id, None
+    # A suspended or deleted account has no copy (its tokens are revoked with it).
+    account = "" if row.suspended_at is not None or row.deleted_at is not None else json.dumps(_account(row))
+    return row.user_id, [f"{row.user_id}:{row.expires_at.timestamp()}", ttl, account, config["AUTH_CACHE_TTL"]]
 
 
 def _hit_args(rate_hits: tuple[RateHit, ...]) -> list:
@@ -254,19 +285,6 @@ def user_id_for_token(raw_token: str) -> int | None:
     so a logout is seen by every process at once.
     """
     return lookup_token(raw_token).user_id
-
-
-def _fill_token_cache(digest: str, current) -> int | None:
-    row = db.session.execute(
-        select(AuthToken.user_id, AuthToken.expires_at).where(
-            AuthToken.token_hash == digest, AuthToken.revoked_at.is_(None)
-        )
-    ).first()
-    if row is None or row.expires_at <= current:
-        return None
-    ttl = min(current_app.config["AUTH_CACHE_TTL"], int((row.expires_at - current).total_seconds()))
-    _cache_set(digest, f"{row.user_id}:{row.expires_at.timestamp()}".encode(), ttl, only_if_absent=True)
-    return row.user_id
 
 
 PROFILE_FIELDS = ("display_name", "bio", "avatar_url")
@@ -330,6 +348,11 @@ def keep_account_copy(account: dict) -> None:
 
 _ACCOUNT_COLUMNS = (*ACCOUNT_FIELDS, "email_verified_at", "created_at", "suspended_at", "deleted_at")
 _ACCOUNT = select(*(getattr(User, name) for name in _ACCOUNT_COLUMNS)).where(User.id == bindparam("user_id"))
+_TOKEN_AND_ACCOUNT = (
+    select(AuthToken.user_id, AuthToken.expires_at, *(getattr(User, name) for name in _ACCOUNT_COLUMNS))
+    .join(User, User.id == AuthToken.user_id)
+    .where(AuthToken.token_hash == bindparam("digest"), AuthToken.revoked_at.is_(None))
+)
 
 
 def _account(user) -> dict:
