@@ -64,8 +64,8 @@ def test_a_post_whose_fan_out_redis_refuses_is_stored_answered_and_its_job_kept(
     post_id = answer.get_json()["id"]
     [row] = waiting(app)
     assert (row.func, row.args, row.queue, row.retries) == (
-        "workers.posts.fan_out",
-        ["post_created", {"post_id": post_id, "author_id": amy_id}, amy_id],
+        "workers.posts.fan_out_posts",
+        [[[post_id, amy_id]]],
         "high",
         2,
     )
@@ -86,7 +86,7 @@ def test_the_flush_enqueues_what_waited_moves_its_generations_and_empties_the_ou
     with app.app_context():
         assert outbox.flush(batch=2) == 3  # in two batches
         assert outbox.waiting() == 0
-    assert fan_out_jobs() == [("post_created", {"post_id": i, "author_id": amy_id}, amy_id) for i in ids]
+    assert fan_out_jobs() == [([[i, amy_id]],) for i in ids]
     assert redis_store.client.get(cache.GEN) != before
     with app.app_context():
         assert outbox.flush() == 0  # nothing twice

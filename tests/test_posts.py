@@ -75,8 +75,8 @@ def test_a_retried_client_id_makes_one_post(client, ctx, people):
     assert [p["body"] for p in mine] == ["plain", "hello @bob"]
     mentions = client.get("/api/notifications/", headers=auth(bob)).get_json()["results"]
     assert [n["kind"] for n in mentions] == ["mention"]  # the retry notified nobody again
-    fan_outs = [j.args[1]["post_id"] for j in Queue("high", connection=redis_store.client).jobs]
-    assert sorted(fan_outs) == sorted([first.get_json()["id"], plain.get_json()["id"], bobs["id"]])  # one per post
+    fan_outs = [post_id for j in Queue("high", connection=redis_store.client).jobs for post_id, _ in j.args[0]]
+    assert sorted(fan_outs) == sorted([first.get_json()["id"], plain.get_json()["id"], bobs["id"]])  # once each
 
 
 def test_a_post_by_someone_without_an_account_copy_stores_one_for_their_next_posts(app, client, ctx, people):
@@ -225,8 +225,7 @@ def test_new_posts_are_fanned_out_to_followers_by_a_job(client, ctx, people, mon
     item = post(client, amy, "news").get_json()
     assert [e for e in pushed if e[0] == "post_created"] == []  # not inside the request
     jobs = Queue("high", connection=redis_store.client).jobs
-    assert [(j.func_name, j.args[0]) for j in jobs] == [("workers.posts.fan_out", "post_created")]
-    assert jobs[0].args[1] == {"post_id": item["id"], "author_id": amy_id}
+    assert [(j.func_name, j.args) for j in jobs] == [("workers.posts.fan_out_posts", ([[item["id"], amy_id]],))]
     jobs[0].perform()
     assert [(event, sorted(rooms)) for event, rooms in pushed if event == "post_created"] == [
         ("post_created", sorted([f"user:{people['bob'][0]}", f"user:{people['cat'][0]}"]))
@@ -238,9 +237,10 @@ def test_plain_posts_that_arrive_while_a_batch_is_stored_make_the_next_batch(app
     import threading
     import time
 
+    from rq import Queue
     from sqlalchemy import event
 
-    from bsn.extensions import db
+    from bsn.extensions import db, redis_store
     from bsn.services import posts
 
     with app.app_context():
@@ -290,6 +290,11 @@ def test_plain_posts_that_arrive_while_a_batch_is_stored_make_the_next_batch(app
         event.remove(engine, "commit", committed)
     # The first alone in autocommit, the seven in one transaction: on PostgreSQL one INSERT, on SQLite row by row.
     assert sizes == [1, 7] and len(commits) == 1
+    jobs = Queue("high", connection=redis_store.client).jobs  # one fan-out job a batch
+    assert [sorted(post_id for post_id, _ in job.args[0]) for job in jobs] == [
+        [answers[0]["id"]],
+        sorted(answers[i]["id"] for i in range(1, 8)),
+    ]
     assert len(inserts) == (2 if engine.dialect.name == "postgresql" else 8)
     assert len({a["id"] for a in answers.values()}) == 8
     for i, answer in answers.items():
