@@ -160,8 +160,8 @@ def test_redis_restarted_while_people_chat_and_mine(app, pair, own_redis):
         ("after", "a1"),
     ]
     with app.app_context():
-        kept = [job.args for job in db.session.scalars(select(OutboxJob))]
-    assert kept == [["post_created", {"post_id": posted.json()["id"], "author_id": ann_id}, ann_id]]
+        kept = [(job.func, job.args) for job in db.session.scalars(select(OutboxJob))]
+    assert kept == [("workers.posts.fan_out_posts", [[[posted.json()["id"], ann_id]]])]
 
 
 # ---- the web process killed ----
