@@ -12,6 +12,10 @@ from tests.helpers import wait_until
 NS = "/chat"
 
 
+class Stopped(BaseException):
+    """As gevent's GreenletExit or a stray Timeout: not an Exception, so no handler catches it."""
+
+
 class Harness:
     """A threading-mode python-socketio server whose `step` handler waits for the test to release each call."""
 
@@ -32,6 +36,8 @@ class Harness:
         self.finished.append(value)
         if value == "boom":
             raise RuntimeError("a failing handler")
+        if value == "stop":
+            raise Stopped("the task itself is stopped")
         return {"done": value}
 
     def connect(self, eio_sid: str = "eio-1") -> str:
@@ -152,10 +158,37 @@ def test_without_async_handlers_events_run_inline(harness):
     assert h.finished == [1]
 
 
-@pytest.mark.parametrize("data", [{"a": 1}, [], "step"])
+@pytest.mark.parametrize("data", [{"a": 1}, [], None, ""])
 def test_a_packet_that_is_no_event_list_fails_in_the_reader_and_queues_nothing(harness, data):
     h = harness()
     sid = h.connect()
     with pytest.raises(ValueError):
         h.server._handle_event("eio-1", NS, None, data)
     assert h.inbox.waiting(sid) == 0 and h.started == []
+
+
+def test_a_string_payload_is_queued_as_python_socketio_took_it(harness):
+    h = harness()
+    sid = h.connect()
+    h.server._handle_event("eio-1", NS, None, "step")  # python-socketio reads "s" as the event's name
+    wait_until(lambda: h.inbox.waiting(sid) == 0)
+    assert h.started == []  # no handler named "s": nothing ran, and nothing is left queued
+
+
+def test_a_drain_stopped_mid_event_hands_the_rest_of_its_queue_to_a_new_one(harness, monkeypatch):
+    import threading as threads
+
+    monkeypatch.setattr(threads, "excepthook", lambda args: None)  # the stopped thread's exception is expected
+    h = harness()
+    sid = h.connect()
+    h.read("stop")
+    h.read(2)
+    h.read(3)
+    h.release("stop")
+    h.release(2)
+    h.release(3)
+    wait_until(lambda: h.finished == ["stop", 2, 3])
+    wait_until(lambda: h.inbox.waiting(sid) == 0)
+    h.read(4)  # the socket is not left behind a drain that no longer runs
+    h.release(4)
+    wait_until(lambda: h.finished == ["stop", 2, 3, 4])

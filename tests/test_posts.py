@@ -329,3 +329,36 @@ def test_a_reused_client_id_in_a_batch_of_plain_posts_fails_alone(app, client, p
     assert [(p["id"], p["body"]) for p in mine] == [(b2, "b2"), (b1, "b1")]
     # Through the service, the retry answers the post stored the first time.
     assert post(client, amy, "again", client_id="dup").get_json()["id"] == first["id"]
+
+
+def test_a_batch_fan_out_job_retries_only_the_posts_it_could_not_tell(client, ctx, people, monkeypatch):
+    from rq import Queue
+
+    from bsn import realtime
+    from bsn.extensions import redis_store
+    from bsn.services import posts
+
+    (amy_id, amy), (bob_id, bob), (_, cat) = people["amy"], people["bob"], people["cat"]
+    client.post(f"/api/users/{amy_id}/follow/", headers=auth(cat))
+    client.post(f"/api/users/{bob_id}/follow/", headers=auth(cat))
+    first, second = post(client, amy, "one").get_json()["id"], post(client, bob, "two").get_json()["id"]
+    queue = Queue("high", connection=redis_store.client)
+    queue.empty()
+    job = queue.enqueue("workers.posts.fan_out_posts", [[first, amy_id], [second, bob_id]])
+    told = []
+    monkeypatch.setattr(realtime, "emit", lambda event, data, namespace, rooms: told.append(data["post_id"]))
+    fan_out = posts.fan_out
+
+    def down_for_the_first(event, data, author_id):
+        if data["post_id"] == first:
+            raise RuntimeError("the database went away")
+        return fan_out(event, data, author_id)
+
+    monkeypatch.setattr(posts, "fan_out", down_for_the_first)
+    with pytest.raises(RuntimeError, match=str(first)):
+        job.perform()
+    assert told == [second]  # the failure did not stop the other post
+    monkeypatch.setattr(posts, "fan_out", fan_out)
+    again = queue.fetch_job(job.id)  # as RQ's retry runs it: the same job, its meta from Redis
+    assert again.perform() == 1
+    assert told == [second, first]  # the retry told only the post that had failed

@@ -54,8 +54,10 @@ class Inbox:
         if not server.manager.is_connected(sid, namespace):
             log.debug("event from %s, not connected to %s: dropped", sid, namespace)
             return
-        if not isinstance(data, list) or not data:
-            # Raised in the reader, as python-socketio's own handler fails on it: engine.io logs it (once a minute).
+        if not (isinstance(data, list | str) and data):
+            # What python-socketio's own handler fails on (it reads data[0] first), failed here too, in the reader:
+            # engine.io logs it (once a minute) and the connection stays. A string passes, as it did there: its
+            # first character names the event, which the namespace answers as an unknown one.
             raise ValueError("an event packet must be a list, the event's name first")
         event = (eio_sid, namespace, id, data)
         if not server.async_handlers:  # Flask-SocketIO's test client runs every event inline
@@ -83,14 +85,27 @@ class Inbox:
         # The running event stays at the queue's head until it is done, so a queue in the dict means "a drain runs".
         while True:
             event = queue[0]
-            if self.server.manager.is_connected(sid, event[1]):
-                self._run(sid, event)
-            with self._lock:
-                queue.popleft()
-                if not queue:
-                    del self._queues[sid]
-                    self._refusing.discard(sid)
-                    return
+            try:
+                if self.server.manager.is_connected(sid, event[1]):
+                    self._run(sid, event)
+            except BaseException:
+                # This task was stopped mid-event (GreenletExit, a stray Timeout): the socket's other events get a
+                # task of their own, or they would wait for ever behind a drain that no longer runs.
+                if self._next(sid, queue):
+                    self.server.start_background_task(self._drain, sid, queue)
+                raise
+            if not self._next(sid, queue):
+                return
+
+    def _next(self, sid: str, queue: deque) -> bool:
+        """Drop the event just run; whether more wait (else the socket's queue is gone)."""
+        with self._lock:
+            queue.popleft()
+            if queue:
+                return True
+            del self._queues[sid]
+            self._refusing.discard(sid)
+            return False
 
     def _run(self, sid: str, event: tuple) -> None:
         eio_sid, namespace, id, data = event
