@@ -15,6 +15,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
+from flask import current_app
+
 
 class Item:
     """One caller's request, and once stored, its outcome."""
@@ -127,3 +129,13 @@ class GroupCommit:
                 else:
                     item.result = outcome
                 item._done.set()
+
+
+def for_app(name: str, store: Callable[[Sequence], list], max_batch: int) -> GroupCommit:
+    """The current app's GroupCommit called `name`, made on first use: one per process and app, as its queue
+    and storing task are this process's."""
+    app = current_app._get_current_object()
+    group = app.extensions.get(name)
+    if group is None:
+        group = app.extensions.setdefault(name, GroupCommit(app, store, max_batch))
+    return group

@@ -180,26 +180,62 @@ class SocketClient:
         self.sio.disconnect()
 
 
-def count_queries(app, client, path: str, token: str) -> int:
-    """How many SQL statements one GET of `path` sends (it must answer 200)."""
+@contextmanager
+def recorded_statements(app):
+    """The SQL statements the app's engine sends while the block runs, in order (any thread)."""
     from sqlalchemy import event
 
     from bsn.extensions import db
 
     with app.app_context():
         engine = db.engine
-    statements = []
+    statements: list[str] = []
 
-    def listener(conn, cursor, statement, *args):
+    def listener(_conn, _cursor, statement, *_args):
         statements.append(statement)
 
     event.listen(engine, "before_cursor_execute", listener)
     try:
-        response = client.get(path, headers={"Authorization": f"Bearer {token}"})
-        assert response.status_code == 200, response.data
+        yield statements
     finally:
         event.remove(engine, "before_cursor_execute", listener)
+
+
+def count_queries(app, client, path: str, token: str) -> int:
+    """How many SQL statements one GET of `path` sends (it must answer 200)."""
+    with recorded_statements(app) as statements:
+        response = client.get(path, headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 200, response.data
     return len(statements)
+
+
+def queue_behind_a_held_batch(monkeypatch, group, first, rest) -> list[int]:
+    """Runs `first()` in a thread until the batch it stores in `group` (a GroupCommit) is held, then each of `rest`
+    in a thread of its own until all of them wait in the group's queue; lets every batch go and joins them all.
+    Returns the sizes of the batches stored meanwhile."""
+    import threading
+
+    held, sizes, store = threading.Event(), [], group._store
+
+    def holding(batch):
+        sizes.append(len(batch))
+        held.wait(10)
+        return store(batch)
+
+    monkeypatch.setattr(group, "_store", holding)
+    threads = [threading.Thread(target=first)]
+    threads[0].start()
+    try:
+        wait_until(lambda: sizes, message="the first batch to be stored")
+        for target in rest:
+            threads.append(threading.Thread(target=target))
+            threads[-1].start()
+        wait_until(lambda: group.waiting == len(rest), message=f"{len(rest)} callers queued behind it")
+    finally:
+        held.set()
+        for thread in threads:
+            thread.join(timeout=10)
+    return sizes
 
 
 def run_jobs(app, *queue_names: str) -> int:

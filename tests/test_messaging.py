@@ -346,42 +346,21 @@ def test_a_sender_who_left_between_read_and_write_is_refused_and_the_rest_stored
 
 
 def test_sends_that_arrive_while_a_batch_is_stored_make_the_next_batch(app, client, trio, monkeypatch):
-    import threading
-    import time
+    from functools import partial
 
     from bsn.services import messaging
+    from tests.helpers import queue_behind_a_held_batch
 
     (_, ann), (ben_id, ben), _ = trio
     chat = create(client, ann, [ben_id]).get_json()["id"]
     with app.app_context():
         group = messaging._group_commit()
-    held, sizes, store = threading.Event(), [], group._store
-
-    def recorded(sends):
-        sizes.append(len(sends))
-        held.wait(10)
-        return store(sends)
-
-    monkeypatch.setattr(group, "_store", recorded)
     answers = {}
 
     def one(i):
         answers[i] = send(app.test_client(), ann if i % 2 else ben, chat, f"m{i}", client_id=f"m{i}").get_json()
 
-    first = threading.Thread(target=one, args=(0,))
-    first.start()
-    deadline = time.monotonic() + 10
-    while not sizes and time.monotonic() < deadline:
-        time.sleep(0.01)
-    rest = [threading.Thread(target=one, args=(i,)) for i in range(1, 8)]
-    for thread in rest:
-        thread.start()
-    while group.waiting < 7 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert group.waiting == 7
-    held.set()
-    for thread in [first, *rest]:
-        thread.join(timeout=10)
+    sizes = queue_behind_a_held_batch(monkeypatch, group, partial(one, 0), [partial(one, i) for i in range(1, 8)])
     assert sizes == [1, 7]
     assert sorted(a["seq"] for a in answers.values()) == list(range(1, 9))
     assert all(a["body"] == f"m{i}" and a["client_id"] == f"m{i}" for i, a in answers.items())

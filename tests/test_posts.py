@@ -234,68 +234,43 @@ def test_new_posts_are_fanned_out_to_followers_by_a_job(client, ctx, people, mon
 
 def test_plain_posts_that_arrive_while_a_batch_is_stored_make_the_next_batch(app, client, people, monkeypatch):
     """The group commit of plain posts: one INSERT for the posts that queued, each caller answered its own post."""
-    import threading
-    import time
+    from functools import partial
 
     from rq import Queue
     from sqlalchemy import event
 
     from bsn.extensions import db, redis_store
     from bsn.services import posts
+    from tests.helpers import queue_behind_a_held_batch, recorded_statements
 
     with app.app_context():
         group, engine = posts._plain_posts(), db.engine
-    held, sizes, store = threading.Event(), [], group._store
-
-    def recorded(batch):
-        sizes.append(len(batch))
-        held.wait(10)
-        return store(batch)
-
-    monkeypatch.setattr(group, "_store", recorded)
-    inserts, commits = [], []
-
-    def seen(_conn, _cursor, statement, *_args):
-        if statement.lstrip().upper().startswith("INSERT INTO POSTS"):
-            inserts.append(statement)
-
-    def committed(_conn):
-        commits.append(True)
-
     tokens = [people[name][1] for name in ("amy", "bob", "cat")]
-    answers = {}
+    answers, commits = {}, []
 
     def one(i):
         answers[i] = post(app.test_client(), tokens[i % 3], f"post {i}", client_id=f"b-{i}").get_json()
 
-    event.listen(engine, "before_cursor_execute", seen)
+    def committed(_conn):
+        commits.append(True)
+
     event.listen(engine, "commit", committed)
     try:
-        first = threading.Thread(target=one, args=(0,))
-        first.start()
-        deadline = time.monotonic() + 10
-        while not sizes and time.monotonic() < deadline:
-            time.sleep(0.01)
-        rest = [threading.Thread(target=one, args=(i,)) for i in range(1, 8)]
-        for thread in rest:
-            thread.start()
-        while group.waiting < 7 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert group.waiting == 7
-        held.set()
-        for thread in [first, *rest]:
-            thread.join(timeout=10)
+        with recorded_statements(app) as statements:
+            sizes = queue_behind_a_held_batch(
+                monkeypatch, group, partial(one, 0), [partial(one, i) for i in range(1, 8)]
+            )
     finally:
-        event.remove(engine, "before_cursor_execute", seen)
         event.remove(engine, "commit", committed)
+    inserts = [s for s in statements if s.lstrip().upper().startswith("INSERT INTO POSTS")]
     # The first alone in autocommit, the seven in one transaction: on PostgreSQL one INSERT, on SQLite row by row.
     assert sizes == [1, 7] and len(commits) == 1
+    assert len(inserts) == (2 if engine.dialect.name == "postgresql" else 8)
     jobs = Queue("high", connection=redis_store.client).jobs  # one fan-out job a batch
     assert [sorted(post_id for post_id, _ in job.args[0]) for job in jobs] == [
         [answers[0]["id"]],
         sorted(answers[i]["id"] for i in range(1, 8)),
     ]
-    assert len(inserts) == (2 if engine.dialect.name == "postgresql" else 8)
     assert len({a["id"] for a in answers.values()}) == 8
     for i, answer in answers.items():
         stored = client.get(f"/api/posts/{answer['id']}/", headers=auth(tokens[i % 3])).get_json()

@@ -179,20 +179,12 @@ def test_a_cold_token_is_read_with_its_account_and_stored_by_the_lookups_second_
 ):
     """A token the cache does not hold: one statement (token and account), then one script stores both and hits
     the per-user counter, which Flask-Limiter then uses as it is (each call counted once)."""
-    from sqlalchemy import event
+    from tests.helpers import recorded_statements
 
     limits(RATELIMIT_USER="2 per minute", RATELIMIT_ANON="1000 per minute")
     user_id, token = make_user("alice")
     cached = (accounts.token_cache_key(token), accounts.ACCOUNT_CACHE.format(user_id))
-    with app.app_context():
-        engine = db.engine
-    statements = []
-
-    def seen(_conn, _cursor, statement, *_args):
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with recorded_statements(app) as statements:
         for _ in range(2):
             redis_store.client.delete(*cached)
             redis_calls.clear()
@@ -202,8 +194,6 @@ def test_a_cold_token_is_read_with_its_account_and_stored_by_the_lookups_second_
             assert len(statements) == 1 and "auth_tokens" in statements[0], statements
             assert len(redis_calls) == 2, redis_calls
             assert all(redis_store.client.exists(key) for key in cached)
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
     assert client.get("/api/auth/user/", headers=auth(token)).status_code == 429
 
 

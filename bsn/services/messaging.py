@@ -16,7 +16,7 @@ from flask import current_app
 from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
-from bsn import realtime
+from bsn import groupcommit, realtime
 from bsn.actors import Actor, Caller
 from bsn.clock import now as clock_now
 from bsn.dbtools import insert_ignore
@@ -316,11 +316,7 @@ def send_message(
 
 
 def _group_commit() -> GroupCommit:
-    app = current_app._get_current_object()
-    group = app.extensions.get("bsn_sends")
-    if group is None:
-        group = app.extensions.setdefault("bsn_sends", GroupCommit(app, store_sends, SEND_BATCH))
-    return group
+    return groupcommit.for_app("bsn_sends", store_sends, SEND_BATCH)
 
 
 def store_sends(sends: Sequence[Send]) -> list:

@@ -14,7 +14,7 @@ from flask import current_app
 from sqlalchemy import Integer, and_, bindparam, delete, exists, func, insert, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
-from bsn import cache, realtime
+from bsn import cache, groupcommit, realtime
 from bsn.actors import Actor
 from bsn.clock import isoformat
 from bsn.clock import now as clock_now
@@ -122,11 +122,7 @@ POST_BATCH = 100
 
 
 def _plain_posts() -> GroupCommit:
-    app = current_app._get_current_object()
-    group = app.extensions.get("bsn_plain_posts")
-    if group is None:
-        group = app.extensions.setdefault("bsn_plain_posts", GroupCommit(app, _store_and_fan_out, POST_BATCH))
-    return group
+    return groupcommit.for_app("bsn_plain_posts", _store_and_fan_out, POST_BATCH)
 
 
 def _store_and_fan_out(batch: Sequence[dict]) -> list:
