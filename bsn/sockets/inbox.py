@@ -77,9 +77,8 @@ class Inbox:
         elif start:
             try:
                 self.server.start_background_task(self._drain, sid, queue)
-            except BaseException:
-                self._drain(sid, queue)  # no task to run them: run them here rather than leave them for ever
-                raise
+            except RuntimeError:  # no new task (a thread limit, shutdown): run them here, as groupcommit does
+                self._drain(sid, queue)
 
     def _drain(self, sid: str, queue: deque) -> None:
         # The running event stays at the queue's head until it is done, so a queue in the dict means "a drain runs".
