@@ -350,3 +350,63 @@ def test_a_follow_leaves_other_viewers_cached(app, w):
     relation("POST", "cat", "block", "bob")(w)
     assert count_queries(app, w.client, POSTS, w.mod[1]) == 0
     assert count_queries(app, w.client, POSTS, w.amy[1]) > 0
+
+
+@pytest.fixture
+def five(w):
+    """bob has five posts: amy's feed, and the timeline, are pages of two at ?limit=2."""
+    for i in range(4):
+        body(w, w.bob[1], "POST", "/api/posts/", json={"body": f"more {i}"})
+    return w
+
+
+def pages(w, path, who="amy"):
+    """Every page of `path` at ?limit=2, following next_cursor, and the statements each read sent."""
+    from urllib.parse import quote
+
+    from tests.helpers import recorded_statements
+
+    answers, cursor = [], None
+    while True:
+        url = f"{path}?limit=2" + (f"&cursor={quote(cursor)}" if cursor else "")
+        with recorded_statements(w.client.application) as statements:
+            answer = get(w, url, who)
+        answers.append((answer, len(statements)))
+        cursor = answer["next_cursor"]
+        if cursor is None:
+            return answers
+
+
+@pytest.mark.parametrize("path", [FEED, POSTS])
+def test_a_missed_page_brings_the_next_one_with_it(app, five, monkeypatch, path):
+    read = pages(five, path)
+    assert [len(a["results"]) for a, _ in read] == [2, 2, 1]
+    # Pages 1 and 3 are misses; 2 came with 1 and costs no statement.
+    assert [n > 0 for _, n in read] == [True, False, True]
+    # What the cache answered is what the database answers.
+    monkeypatch.setitem(app.config, "CACHE_TTL", 0)
+    assert [a for a, _ in pages(five, path)] == [a for a, _ in read]
+
+
+def test_pages_ahead_can_be_turned_off(app, five, monkeypatch):
+    monkeypatch.setitem(app.config, "CACHE_PAGES_AHEAD", 0)
+    assert [n > 0 for _, n in pages(five, FEED)] == [True, True, True]
+
+
+def test_a_write_after_a_page_is_seen_on_the_page_that_came_with_it(app, five):
+    from urllib.parse import quote
+
+    first = get(five, f"{FEED}?limit=2")
+    second = f"{FEED}?limit=2&cursor={quote(first['next_cursor'])}"
+    liked = get(five, second)["results"][0]
+    assert liked["like_count"] == 0
+    body(five, five.cat[1], "POST", f"/api/posts/{liked['id']}/like/")
+    assert get(five, second)["results"][0]["like_count"] == 1
+
+
+def test_pages_ahead_must_not_be_negative(monkeypatch):
+    from bsn.config import load_settings
+
+    monkeypatch.setenv("CACHE_PAGES_AHEAD", "-1")
+    with pytest.raises(RuntimeError, match="CACHE_PAGES_AHEAD must be 0 or more"):
+        load_settings("/tmp")

@@ -42,24 +42,39 @@ def page_cursor(args):
 
 
 def _page(kind: str, args: dict, extra: str, compute):
-    """A page as JSON, from the cache or from `compute()` -> (results, next cursor).
+    """A page as JSON, from the cache or from `compute(cursor, pages)` -> [(results, next cursor), ...].
 
     Lists are built as plain data in the service (the hot path); PostPageSchema documents their shape.
     A page depends on everything posted and on the viewer's follows, blocks and mutes: its key holds the
-    global and the viewer's generations (bsn/cache.py).
+    global and the viewer's generations (bsn/cache.py). A miss also stores the CACHE_PAGES_AHEAD pages after
+    it, read by the same statement under the same generations: a client that scrolls asks for them next, and
+    they would cost a statement each.
     """
     viewer = current_caller().id
     cursor = page_cursor(args)
-    entry = cache.Entry(f"cache:{kind}:", "12", f":{viewer}:{args['limit']}:{extra}:{args.get('cursor') or ''}")
+    entry = _page_entry(kind, viewer, args["limit"], extra, args.get("cursor") or "")
     got = cache.read((viewer,), [entry])
     if got is not None and got[1][0] is not None:
         return _json_response(got[1][0])
-    results, next_cursor = compute(cursor)
-    page = {"results": results, "next_cursor": encode_cursor(*next_cursor) if next_cursor else None}
-    body = json.dumps(page, separators=(",", ":")).encode()
+    ahead = current_app.config["CACHE_PAGES_AHEAD"] if got is not None else 0
+    pages = compute(cursor, 1 + ahead)
+    bodies = [_page_json(results, next_cursor) for results, next_cursor in pages]
     if got is not None:
-        cache.store({entry.key(got[0]): body})
-    return _json_response(body)
+        gens, values = got[0], {entry.key(got[0]): bodies[0]}
+        # Each page under the cursor its predecessor answers, as the client will send it back.
+        for (_, after), body in zip(pages[:-1], bodies[1:], strict=True):
+            values[_page_entry(kind, viewer, args["limit"], extra, encode_cursor(*after)).key(gens)] = body
+        cache.store(values)
+    return _json_response(bodies[0])
+
+
+def _page_entry(kind: str, viewer: int, limit: int, extra: str, cursor: str) -> cache.Entry:
+    return cache.Entry(f"cache:{kind}:", "12", f":{viewer}:{limit}:{extra}:{cursor}")
+
+
+def _page_json(results: list, next_cursor) -> bytes:
+    page = {"results": results, "next_cursor": encode_cursor(*next_cursor) if next_cursor else None}
+    return json.dumps(page, separators=(",", ":")).encode()
 
 
 def _json_response(body: bytes, status: int = 200):
@@ -76,7 +91,9 @@ def list_posts(args):
     caller = current_caller()
     author, tag = args.get("author"), posts.normal_tag(args.get("tag"))
     extra = f"{'' if author is None else author}:{tag or ''}"
-    return _page("posts", args, extra, lambda cursor: posts.list_posts(caller, args["limit"], cursor, author, tag))
+    return _page(
+        "posts", args, extra, lambda cursor, pages: posts.list_posts(caller, args["limit"], cursor, author, tag, pages)
+    )
 
 
 @blp.route("/posts/", methods=["POST"])
@@ -107,7 +124,7 @@ def _post_json(post: dict) -> bytes:
 @blp.response(200, PostPageSchema)
 def feed(args):
     """Posts of the people you follow and your own, newest first."""
-    return _page("feed", args, "", lambda cursor: posts.feed(current_caller(), args["limit"], cursor))
+    return _page("feed", args, "", lambda cursor, pages: posts.feed(current_caller(), args["limit"], cursor, pages))
 
 
 @blp.route("/posts/<int:post_id>/", methods=["GET"])
