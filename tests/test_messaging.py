@@ -345,6 +345,36 @@ def test_a_sender_who_left_between_read_and_write_is_refused_and_the_rest_stored
     assert [m["body"] for m in page["results"]] == ["still here"]
 
 
+def test_a_lone_sender_who_leaves_between_read_and_write_is_refused(app, client, trio, monkeypatch):
+    """The one-sender statements (plain binds, no expanding IN) check membership again in the write too."""
+    from sqlalchemy import delete
+
+    from bsn.errors import NotFound
+    from bsn.extensions import db
+    from bsn.models import ConversationMember
+    from bsn.services import messaging
+
+    (ann_id, ann), (ben_id, _), (cid_id, _) = trio
+    group = create(client, ann, [ben_id, cid_id], title="Trip").get_json()["id"]
+    online = messaging._online
+
+    def cid_leaves(user_ids):
+        with db.engine.begin() as other:
+            other.execute(
+                delete(ConversationMember).where(
+                    ConversationMember.conversation_id == group, ConversationMember.user_id == cid_id
+                )
+            )
+        return online(user_ids)
+
+    monkeypatch.setattr(messaging, "_online", cid_leaves)
+    (refused,) = _sends(app, (cid_id, group, "bye", None))
+    assert isinstance(refused, NotFound)
+    monkeypatch.setattr(messaging, "_online", online)
+    (stored,) = _sends(app, (ann_id, group, "still here", None))
+    assert stored["seq"] == 1  # the refused send took no seq
+
+
 def test_sends_that_arrive_while_a_batch_is_stored_make_the_next_batch(app, client, trio, monkeypatch):
     from functools import partial
 

@@ -6,6 +6,7 @@ the transaction that makes them true has committed.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -227,45 +228,57 @@ _conversations, _members, _messages, _users_table = (
     Message.__table__,
     User.__table__,
 )
-# The members of these conversations with each one's kind, and the senders' public fields on their own rows
-# (one statement for a whole batch of sends).
-_MEMBERS_AND_SENDERS = (
-    select(
-        _members.c.conversation_id,
-        _members.c.user_id,
-        _conversations.c.kind,
-        _users_table.c.username,
-        _users_table.c.display_name,
-        _users_table.c.avatar_url,
-    )
-    .select_from(
-        _members.join(_conversations, _conversations.c.id == _members.c.conversation_id).outerjoin(
-            _users_table,
-            (_users_table.c.id == _members.c.user_id) & _members.c.user_id.in_(bindparam("uids", expanding=True)),
+
+
+def _in(column, name: str, one: bool):
+    # A batch of one conversation and one sender (the usual case) binds plain values: an expanding IN is
+    # rewritten on every execution, and the send path runs these statements for every message.
+    return column == bindparam(name) if one else column.in_(bindparam(name + "s", expanding=True))
+
+
+@functools.cache
+def _members_and_senders(one: bool):
+    """The members of these conversations with each one's kind, and the senders' public fields on their own rows
+    (one statement for a whole batch of sends). Binds cid and uid, or (a batch of several) cids and uids."""
+    return (
+        select(
+            _members.c.conversation_id,
+            _members.c.user_id,
+            _conversations.c.kind,
+            _users_table.c.username,
+            _users_table.c.display_name,
+            _users_table.c.avatar_url,
         )
+        .select_from(
+            _members.join(_conversations, _conversations.c.id == _members.c.conversation_id).outerjoin(
+                _users_table, (_users_table.c.id == _members.c.user_id) & _in(_members.c.user_id, "uid", one)
+            )
+        )
+        .where(_in(_members.c.conversation_id, "cid", one))
     )
-    .where(_members.c.conversation_id.in_(bindparam("cids", expanding=True)))
-)
-# One statement takes a conversation's next `n` seqs, locks its row until commit (so seqs have no gap, whoever
-# sends at once), and checks again, inside the writing transaction, that every sender is still a member.
-_TAKE_SEQS = (
-    update(_conversations)
-    .where(
-        _conversations.c.id == bindparam("cid"),
-        select(func.count())
+
+
+@functools.cache
+def _take_seqs(one: bool):
+    """Takes a conversation's next `n` seqs, locks its row until commit (so seqs have no gap, whoever sends at
+    once), and checks again, inside the writing transaction, that every sender (uid, or uids) is still a member."""
+    return (
+        update(_conversations)
         .where(
-            _members.c.conversation_id == bindparam("cid"),
-            _members.c.user_id.in_(bindparam("uids", expanding=True)),
+            _conversations.c.id == bindparam("cid"),
+            select(func.count())
+            .where(_members.c.conversation_id == bindparam("cid"), _in(_members.c.user_id, "uid", one))
+            .scalar_subquery()
+            == bindparam("senders"),
         )
-        .scalar_subquery()
-        == bindparam("senders"),
+        .values(
+            last_seq=_conversations.c.last_seq + bindparam("n"),
+            last_message_at=bindparam("at", type_=_conversations.c.last_message_at.type),
+        )
+        .returning(_conversations.c.last_seq)
     )
-    .values(
-        last_seq=_conversations.c.last_seq + bindparam("n"),
-        last_message_at=bindparam("at", type_=_conversations.c.last_message_at.type),
-    )
-    .returning(_conversations.c.last_seq)
-)
+
+
 # Many rows in one statement; (conversation_id, seq) tells which id is whose, whatever order the rows come back in.
 _INSERT_MESSAGES = insert(_messages).returning(_messages.c.id, _messages.c.conversation_id, _messages.c.seq)
 _READ_OWN = (
@@ -374,10 +387,10 @@ def _store_pass(sends: Sequence[Send], todo: list[int], outcomes: list) -> list[
     """Store sends[i] for each i in `todo`, setting outcomes[i]; returns the ones to try again."""
     db.session.rollback()  # what follows starts from a fresh transaction
     connection = db.session.connection()
-    rows = connection.execute(
-        _MEMBERS_AND_SENDERS,
-        {"cids": sorted({sends[i].conversation_id for i in todo}), "uids": sorted({sends[i].sender_id for i in todo})},
-    ).all()
+    cids, uids = sorted({sends[i].conversation_id for i in todo}), sorted({sends[i].sender_id for i in todo})
+    one = len(cids) == len(uids) == 1
+    params = {"cid": cids[0], "uid": uids[0]} if one else {"cids": cids, "uids": uids}
+    rows = connection.execute(_members_and_senders(one), params).all()
     members: dict[int, set[int]] = {}
     kinds: dict[int, str] = {}
     authors: dict[int, dict] = {}
@@ -424,10 +437,10 @@ def _store_pass(sends: Sequence[Send], todo: list[int], outcomes: list) -> list[
         for conversation_id in sorted(by_conversation):  # always in the same order: no deadlock between batches
             batch = by_conversation[conversation_id]
             senders = sorted({sends[i].sender_id for i in batch})
-            last = connection.execute(
-                _TAKE_SEQS,
-                {"cid": conversation_id, "uids": senders, "senders": len(senders), "n": len(batch), "at": at},
-            ).scalar()
+            alone = len(senders) == 1
+            params = {"cid": conversation_id, "senders": len(senders), "n": len(batch), "at": at}
+            params.update({"uid": senders[0]} if alone else {"uids": senders})
+            last = connection.execute(_take_seqs(alone), params).scalar()
             if last is None:
                 # A sender left (or the conversation went) since the read above: read again.
                 db.session.rollback()
