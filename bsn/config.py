@@ -75,6 +75,8 @@ def load_settings(instance_path: str) -> dict:
         # gunicorn.conf.py starts this many gevent workers per web dyno; the app needs to know, since Socket.IO
         # long-polling cannot work across them.
         "WEB_WORKERS": _at_least_one("WEB_WORKERS", 1),
+        # The web process's first garbage-collector threshold (wsgi.py); Python's own is 700.
+        "WEB_GC_THRESHOLD": _at_least_one("WEB_GC_THRESHOLD", 10000),
         "REDIS_URL": _env("REDIS_URL", "redis://127.0.0.1:6390/0"),
         # Per pool (the shared client and rate limits; the Socket.IO queue's publishes): past it a call waits.
         "REDIS_MAX_CONNECTIONS": _int("REDIS_MAX_CONNECTIONS", 100),

@@ -178,3 +178,19 @@ def test_the_procfile_web_dyno_runs_web_workers_workers(app):
 
     assert workers(WEB_WORKERS="") == "1"
     assert workers(WEB_WORKERS="2") == "2"
+
+
+def test_the_web_process_collects_young_garbage_at_web_gc_threshold(app):
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT, service_env
+
+    probe = "import gc, wsgi; print(*gc.get_threshold())"
+    for setting, expected in (({}, "10000 10 10"), ({"WEB_GC_THRESHOLD": 2500}, "2500 10 10")):
+        shown = subprocess.run(
+            [sys.executable, "-c", probe], cwd=ROOT, env=service_env(app, **setting), capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+        assert shown.returncode == 0, shown.stderr
+        assert shown.stdout.split("\n")[-2] == expected
