@@ -427,9 +427,7 @@ def _run_page(stmt, params: dict, limit: int, cursor: tuple[datetime, int] | Non
     rows = read_only(stmt, params)
     out = []
     for start in range(0, limit * pages, limit):
-        chunk = rows[start : start + limit]
-        if start and not chunk:
-            break
+        chunk = rows[start : start + limit]  # never empty past the first: the loop ends when no row is left
         results = [
             {
                 "id": r.id,
