@@ -15,7 +15,7 @@ app = create_app()
 # made since; unfrozen, each one stalled every greenlet for 100 ms or more (a chat message's p99).
 gc.collect()
 gc.freeze()
-# A young collection every WEB_GC_THRESHOLD allocations instead of 700: most of a chat send's objects die before
-# it, so fewer survive into the older generations, whose collections stall every greenlet for milliseconds.
-# Measured in the chat benchmark's default scenario: p99 7.0 and 4.9 ms against 8.1 and 6.0 at Python's 700.
+# A young collection every WEB_GC_THRESHOLD net allocations of tracked objects instead of Python's 700: most of a
+# chat send's objects die before it, so fewer survive into the older generations, whose collections stall every
+# greenlet for milliseconds. Chat benchmark, default scenario: p99 7.0 and 4.9 ms against 8.1 and 6.0 at 700.
 gc.set_threshold(app.config["WEB_GC_THRESHOLD"], *gc.get_threshold()[1:])

@@ -30,10 +30,10 @@ def _at_least_one(name: str, default: int) -> int:
     return value
 
 
-def _at_least_zero(name: str, default: int) -> int:
+def _between(name: str, default: int, low: int, high: int) -> int:
     value = _int(name, default)
-    if value < 0:
-        raise RuntimeError(f"setting {name} must be 0 or more, got {value}")
+    if not low <= value <= high:
+        raise RuntimeError(f"setting {name} must be between {low} and {high}, got {value}")
     return value
 
 
@@ -87,7 +87,7 @@ def load_settings(instance_path: str) -> dict:
         # only bounds what a write lost while Redis was down leaves behind.
         "CACHE_TTL": _int("CACHE_TTL", 30),
         # Pages after a missed page, read by its statement and cached with it (0: only the page asked for).
-        "CACHE_PAGES_AHEAD": _at_least_zero("CACHE_PAGES_AHEAD", 1),
+        "CACHE_PAGES_AHEAD": _between("CACHE_PAGES_AHEAD", 1, 0, 10),
         "PASSWORD_MIN_LENGTH": _int("PASSWORD_MIN_LENGTH", 10),
         "PASSWORD_HASH_TIME_COST": _int("PASSWORD_HASH_TIME_COST", 3),
         "PASSWORD_HASH_MEMORY_KIB": _int("PASSWORD_HASH_MEMORY_KIB", 65536),

@@ -404,9 +404,10 @@ def test_a_write_after_a_page_is_seen_on_the_page_that_came_with_it(app, five):
     assert get(five, second)["results"][0]["like_count"] == 1
 
 
-def test_pages_ahead_must_not_be_negative(monkeypatch):
+def test_pages_ahead_are_bounded(monkeypatch):
     from bsn.config import load_settings
 
-    monkeypatch.setenv("CACHE_PAGES_AHEAD", "-1")
-    with pytest.raises(RuntimeError, match="CACHE_PAGES_AHEAD must be 0 or more"):
-        load_settings("/tmp")
+    for wrong in ("-1", "11"):
+        monkeypatch.setenv("CACHE_PAGES_AHEAD", wrong)
+        with pytest.raises(RuntimeError, match="CACHE_PAGES_AHEAD must be between 0 and 10"):
+            load_settings("/tmp")

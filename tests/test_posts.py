@@ -328,6 +328,27 @@ def test_a_batch_of_plain_posts_stores_each_row_as_given(app, people):
             assert (got.like_count, got.comment_count, got.hidden_at, got.group_id) == (0, 0, None, None)
 
 
+def test_a_batch_that_fails_for_no_post_of_its_own_is_stored_one_by_one_and_told(app, people, monkeypatch, caplog):
+    from bsn.clock import now
+    from bsn.extensions import db
+    from bsn.services import posts
+
+    with app.app_context():
+        if db.engine.dialect.name != "postgresql":
+            pytest.skip("the one-statement batch is PostgreSQL's")
+
+    def broken(batch):
+        raise RuntimeError("a cast the schema no longer takes")
+
+    monkeypatch.setattr(posts, "_insert_arrays", broken)
+    row = dict(visibility="public", media=[], like_count=0, comment_count=0, hidden_at=None, client_id=None)
+    batch = [dict(row, author_id=people["amy"][0], body=f"p{i}", created_at=now()) for i in range(2)]
+    with app.app_context():
+        ids = posts.store_plain_posts(batch)
+    assert all(isinstance(i, int) for i in ids) and len(set(ids)) == 2
+    assert "a batch of 2 plain posts failed; storing each alone" in caplog.text
+
+
 def test_a_reused_client_id_in_a_batch_of_plain_posts_fails_alone(app, client, people):
     from sqlalchemy.exc import IntegrityError
 

@@ -385,6 +385,8 @@ def _store_passes(sends: Sequence[Send], todo: list[int], outcomes: list) -> Non
 
 def _store_pass(sends: Sequence[Send], todo: list[int], outcomes: list) -> list[int]:
     """Store sends[i] for each i in `todo`, setting outcomes[i]; returns the ones to try again."""
+    if not todo:
+        return []
     db.session.rollback()  # what follows starts from a fresh transaction
     connection = db.session.connection()
     cids, uids = sorted({sends[i].conversation_id for i in todo}), sorted({sends[i].sender_id for i in todo})

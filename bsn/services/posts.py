@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 from collections.abc import Sequence
 from datetime import datetime
 
 from flask import current_app
 from sqlalchemy import Integer, and_, bindparam, delete, exists, func, insert, or_, select, text, tuple_, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from bsn import cache, groupcommit, realtime
 from bsn.actors import Actor
@@ -28,6 +29,8 @@ from bsn.outages import OUTAGES
 from bsn.services import moderation, notifications, outbox
 from bsn.services.accounts import account_copy, keep_account_copy, user_json
 from bsn.services.users import blocked_between
+
+log = logging.getLogger(__name__)
 
 PUBLIC, FOLLOWERS = "public", "followers"
 VISIBILITIES = (PUBLIC, FOLLOWERS)
@@ -143,7 +146,7 @@ def _store_and_fan_out(batch: Sequence[dict]) -> list:
 
 
 def store_plain_posts(batch: Sequence[dict]) -> list:
-    """The ids of a batch of plain posts' rows (`_INSERT`'s values), stored by one commit.
+    """The ids of a batch of plain posts' rows (`_INSERT`'s values), or for a post refused alone its error.
 
     On PostgreSQL any batch, a lone post too, is one INSERT of every row in autocommit (`_insert_arrays`). On
     SQLite a lone post is one INSERT in autocommit, and a larger batch one transaction that inserts row by row
@@ -160,8 +163,10 @@ def store_plain_posts(batch: Sequence[dict]) -> list:
                 return list(connection.execute(_INSERT_SORTED, list(batch)).scalars())
         except OUTAGES:
             raise  # the database is away: each post alone would fail too
-        except Exception:  # noqa: BLE001 - stored again one by one, where each refusal is its own post's
-            pass
+        except (IntegrityError, DataError):
+            pass  # a value one post alone brings (a reused client_id): stored again one by one, where it fails alone
+        except Exception:  # still stored one by one, but this is no refusal of one post's value: told
+            log.warning("a batch of %d plain posts failed; storing each alone", len(batch), exc_info=True)
     outcomes: list = []
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         for values in batch:
@@ -174,9 +179,13 @@ def store_plain_posts(batch: Sequence[dict]) -> list:
 
 def _insert_arrays(batch: Sequence[dict]) -> list[int]:
     """PostgreSQL: the batch as one INSERT ... SELECT FROM unnest(arrays), in autocommit (one statement is all or
-    nothing). Its text is the same whatever the batch's size, so psycopg prepares it once, and it costs one round
-    trip, where SQLAlchemy's insertmanyvalues made a new statement a size and a transaction made three."""
+    nothing). Its text is the same whatever the batch's size, so psycopg prepares it (a few variants a connection:
+    it types an array of ints by their size), and it costs one round trip, where SQLAlchemy's insertmanyvalues
+    made a new statement a size and a transaction made three."""
     columns = {name: [values[name] for values in batch] for name in _ARRAY_COLUMNS}
+    if any(at.tzinfo is None for at in columns["created_at"]):
+        # What UTCDateTime refuses on the ORM's way in; these values bypass it.
+        raise ValueError("naive datetime given; use timezone-aware UTC datetimes")
     columns["media"] = [json.dumps(media) for media in columns["media"]]
     with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         ids = connection.execute(_INSERT_ARRAYS, columns).scalars().all()
