@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import redis
 from flask import Flask, current_app, g, has_request_context, request
@@ -260,6 +261,32 @@ class ScriptBatcher:
                 return script(keys=keys, args=args)
             return _raise_first_error(self._direct(keys))
         import gevent
+
+        try:
+            return self._queue(script, keys, args).get(timeout=CALL_TIMEOUT)
+        except gevent.Timeout:
+            # gevent's Timeout is a BaseException, which no handler of a Redis failure would catch.
+            raise redis.TimeoutError("no reply from Redis in time") from None
+
+    def send(self, commands: list[tuple], failed: Callable[[BaseException], None]) -> None:
+        """Send these commands in the next batch without waiting for their replies; `failed(error)` is called if
+        they fail. Calls go out in the order they were made. Without gevent they are sent at once."""
+        if not on_gevent():
+            try:
+                _raise_first_error(self._direct(commands))
+            except redis.RedisError as exc:
+                failed(exc)
+            return
+
+        def told(result) -> None:
+            if not result.successful():
+                import gevent
+
+                gevent.spawn(failed, result.exception)  # links run in the hub, where nothing may block (a lock)
+
+        self._queue(None, commands, None).rawlink(told)
+
+    def _queue(self, script, keys: list, args: list | None):
         from gevent.event import AsyncResult
 
         if self.pid != os.getpid():
@@ -268,13 +295,11 @@ class ScriptBatcher:
         result = AsyncResult()
         self.pending.append((script, keys, args, result))
         if not self.flushing:
+            import gevent
+
             self.flushing = True
             gevent.spawn(self._flush)
-        try:
-            return result.get(timeout=CALL_TIMEOUT)
-        except gevent.Timeout:
-            # gevent's Timeout is a BaseException, which no handler of a Redis failure would catch.
-            raise redis.TimeoutError("no reply from Redis in time") from None
+        return result
 
     def _flush(self) -> None:
         try:

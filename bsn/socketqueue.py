@@ -45,9 +45,12 @@ class RecoveringRedisManager(socketio.RedisManager):
     def _publish(self, data):
         # On gevent, an event is published in the batched round trip of the process's other publishes
         # (bsn.extensions.ScriptBatcher): no pooled connection's check-out, socket poll and metrics per event.
-        # A failure is not published again: it may have reached Redis (a timeout), and the batcher has already
-        # tried a second connection where the first one was found closed. Like python-socketio's own publish
-        # after its retry, the event is then dropped (it is stored; clients sync on reconnect).
+        # Nobody waits for the reply: python-socketio has delivered the event to this process's sockets already,
+        # and the caller (often the task storing a batch of chat sends, which others queue behind) goes on at once;
+        # publishes still leave in the order they were made. A failure is not published again: it may have reached
+        # Redis (a timeout), and the batcher has already tried a second connection where the first one was found
+        # closed. Like python-socketio's own publish after its retry, the event is then dropped (it is stored;
+        # clients sync on reconnect).
         from bsn.extensions import ScriptBatcher, on_gevent
 
         if self._max_connections is None or not on_gevent():
@@ -57,10 +60,13 @@ class RecoveringRedisManager(socketio.RedisManager):
                 if not self.connected:
                     self._redis_connect()
                 self._batcher = ScriptBatcher(self.redis)
-            return self._batcher.commands([("PUBLISH", self.channel, self.json.dumps(data))])[0]
+            self._batcher.send([("PUBLISH", self.channel, self.json.dumps(data))], self._not_published)
         except redis.RedisError as exc:
-            self._get_logger().error("Cannot publish to redis... giving up", extra={"redis_exception": str(exc)})
-            return None
+            self._not_published(exc)
+        return None
+
+    def _not_published(self, exc: BaseException) -> None:
+        self._get_logger().error("Cannot publish to redis... giving up", extra={"redis_exception": str(exc)})
 
     def _redis_listen_with_retries(self):
         retry_sleep = 1

@@ -136,3 +136,33 @@ def test_a_forked_batcher_forgets_the_parents_connection_and_calls(ctx, monkeypa
     assert batcher.commands([("PING",)]) == "sent"
     assert batcher.connection is None and batcher.pid == os.getpid() and batcher.flushing
     assert [call[0:3] for call in batcher.pending] == [(None, [("PING",)], None)]
+
+
+def test_commands_sent_without_waiting_go_in_order_and_tell_their_failure(redis_url):
+    """On gevent (in a patched subprocess), as the Socket.IO queue publishes."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ROOT
+
+    probe = f"""
+from gevent import monkey; monkey.patch_all()
+import time, gevent, redis
+from bsn.extensions import ScriptBatcher
+client = redis.Redis.from_url({redis_url!r})
+client.delete("sent", "text")
+client.set("text", "not a number")
+batcher, failures = ScriptBatcher(client), []
+for i in range(50):
+    batcher.send([("RPUSH", "sent", i)], failures.append)
+    if i == 20:
+        batcher.send([("INCR", "text")], failures.append)
+# A call made after them is answered after they ran: one connection, one batch at a time, in order.
+print(batcher.call(None, [("LRANGE", "sent", 0, -1)], None)[0] == [str(i).encode() for i in range(50)])
+deadline = time.monotonic() + 10
+while not failures and time.monotonic() < deadline:
+    gevent.sleep(0.01)
+print(len(failures), type(failures[0]).__name__ if failures else None)
+"""
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["True", "1", "ResponseError"], out.stderr
