@@ -14,7 +14,16 @@ from bsn.extensions import db
 
 
 def is_sqlite() -> bool:
-    return db.session.get_bind().dialect.name == "sqlite"
+    # The engine's dialect: asking the session would make one where the caller has none (the storing tasks).
+    return db.engine.dialect.name == "sqlite"
+
+
+def end_transaction() -> None:
+    """End the session's transaction, if this context has a session at all: a caller that waits its turn in a
+    group commit holds nothing meanwhile (on gevent an open SQLite transaction holds the process's writer turn,
+    which the storing task needs). A call that never made a session, as the fast lanes', is not given one."""
+    if db.session.registry.has():
+        db.session.rollback()
 
 
 def lock(stmt: Select, model, where):

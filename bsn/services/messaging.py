@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from bsn import groupcommit, realtime
 from bsn.actors import Actor, Caller
 from bsn.clock import now as clock_now
-from bsn.dbtools import insert_ignore
+from bsn.dbtools import end_transaction, insert_ignore
 from bsn.errors import Conflict, Forbidden, NotFound, ValidationError
 from bsn.extensions import db, redis_store
 from bsn.groupcommit import GroupCommit
@@ -323,7 +323,7 @@ def send_message(
         raise ValidationError(fields={"body": [f"At most {current_app.config['MESSAGE_MAX_LENGTH']} characters."]})
     if body and moderation.screen(body) == moderation.HOLD:
         raise ValidationError("This message was not accepted by auto-moderation.", fields={"body": ["Not accepted."]})
-    db.session.rollback()  # none of the caller's transaction stays open while its send waits its turn
+    end_transaction()  # none of the caller's transaction stays open while its send waits its turn
     send = Send(sender.id, conversation_id, body, client_id, attachments or [], online_here)
     return _group_commit().submit(send)
 

@@ -20,7 +20,7 @@ from bsn import cache, groupcommit, realtime
 from bsn.actors import Actor
 from bsn.clock import isoformat
 from bsn.clock import now as clock_now
-from bsn.dbtools import insert_ignore, read_only
+from bsn.dbtools import end_transaction, insert_ignore, is_sqlite, read_only
 from bsn.errors import Forbidden, NotFound, Unauthorized, ValidationError
 from bsn.extensions import db
 from bsn.groupcommit import GroupCommit
@@ -77,11 +77,7 @@ def create_post(
         # Nothing else to write: the INSERT alone, stored with the plain posts this process's other callers create
         # meanwhile (a group commit: one commit for them all; a lone post is one INSERT in autocommit).
         author_json, account_read = _plain_author(author)
-        # None of the caller's transaction stays open while its post waits its turn: on gevent an open SQLite
-        # transaction holds the process's writer turn, which the task storing the batch needs. (A call that never
-        # made a session, as the fast lane's, has none to end: making one here would cost more than the INSERT.)
-        if db.session.registry.has():
-            db.session.rollback()
+        end_transaction()  # none of the caller's transaction stays open while its post waits its turn
         try:
             post_id = _plain_posts().submit(values)
         except IntegrityError:
@@ -154,7 +150,7 @@ def store_plain_posts(batch: Sequence[dict]) -> list:
     client_id its author used before) is stored again one post at a time, so that the refusal, an IntegrityError,
     is the outcome of the post it concerns alone (also when the same client_id came twice in the batch).
     """
-    postgresql = db.engine.dialect.name == "postgresql"
+    postgresql = not is_sqlite()
     if postgresql or len(batch) > 1:
         try:
             if postgresql:
@@ -270,25 +266,18 @@ def fan_out_later(event: str, data: dict, author_id: int, cache_moves: list[str]
     Called after the write's commit: with Redis down, the job waits in the job outbox (bsn/services/outbox.py)
     and the write's answer stands.
     """
-    from workers import queues
-
-    outbox.enqueue_after_commit(
-        "workers.posts.fan_out", (event, data, author_id), queues.HIGH, timeout=600, retries=2, cache_moves=cache_moves
-    )
+    _enqueue_fan_out("workers.posts.fan_out", (event, data, author_id), cache_moves)
 
 
 def fan_out_posts_later(created: list[tuple[int, int]], cache_moves: list[str] = ()) -> None:
     """`fan_out_later` for posts stored together: one job tells the followers of each (post id, author id)."""
+    _enqueue_fan_out("workers.posts.fan_out_posts", ([list(pair) for pair in created],), cache_moves)
+
+
+def _enqueue_fan_out(job: str, args: tuple, cache_moves) -> None:
     from workers import queues
 
-    outbox.enqueue_after_commit(
-        "workers.posts.fan_out_posts",
-        ([list(pair) for pair in created],),
-        queues.HIGH,
-        timeout=600,
-        retries=2,
-        cache_moves=cache_moves,
-    )
+    outbox.enqueue_after_commit(job, args, queues.HIGH, timeout=600, retries=2, cache_moves=cache_moves)
 
 
 def fan_out(event: str, data: dict, author_id: int, batch: int = 5000) -> int:
@@ -434,33 +423,31 @@ def _run_page(stmt, params: dict, limit: int, cursor: tuple[datetime, int] | Non
     if cursor is not None:
         params["cursor_at"], params["cursor_id"] = cursor
     rows = read_only(stmt, params)
+    items = [
+        {
+            "id": r.id,
+            "author": {
+                "id": r.author_id,
+                "username": r.username,
+                "display_name": r.display_name,
+                "avatar_url": r.avatar_url,
+            },
+            "body": r.body,
+            "visibility": r.visibility,
+            "media": r.media,
+            "created_at": isoformat(r.created_at),
+            "edited_at": isoformat(r.edited_at),
+            "like_count": r.like_count,
+            "comment_count": r.comment_count,
+            "liked_by_me": bool(r.liked),
+        }
+        for r in rows[: limit * pages]
+    ]
     out = []
-    for start in range(0, limit * pages, limit):
-        chunk = rows[start : start + limit]  # never empty past the first: the loop ends when no row is left
-        results = [
-            {
-                "id": r.id,
-                "author": {
-                    "id": r.author_id,
-                    "username": r.username,
-                    "display_name": r.display_name,
-                    "avatar_url": r.avatar_url,
-                },
-                "body": r.body,
-                "visibility": r.visibility,
-                "media": r.media,
-                "created_at": isoformat(r.created_at),
-                "edited_at": isoformat(r.edited_at),
-                "like_count": r.like_count,
-                "comment_count": r.comment_count,
-                "liked_by_me": bool(r.liked),
-            }
-            for r in chunk
-        ]
-        more = len(rows) > start + limit
-        out.append((results, (chunk[-1].created_at, chunk[-1].id) if more else None))
-        if not more:
-            break
+    for start in range(0, max(len(items), 1), limit):  # one page at least (maybe empty), then one per `limit` rows
+        end = start + limit
+        last = rows[end - 1] if len(rows) > end else None  # a row after this page: the page has a next one
+        out.append((items[start:end], (last.created_at, last.id) if last is not None else None))
     return out
 
 
