@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from bsn import groupcommit, realtime
 from bsn.actors import Actor, Caller
 from bsn.clock import now as clock_now
-from bsn.dbtools import end_transaction, insert_ignore
+from bsn.dbtools import Prepared, end_transaction, insert_ignore
 from bsn.errors import Conflict, Forbidden, NotFound, ValidationError
 from bsn.extensions import db, redis_store
 from bsn.groupcommit import GroupCommit
@@ -221,7 +221,8 @@ def list_conversations(actor: Actor, limit: int, cursor: tuple[datetime, int] | 
 # ---- messages ----
 
 
-# The send path's statements, built once: on Core tables (no ORM bulk machinery), bound per call.
+# The send path's statements, built once on Core tables and run on the DBAPI cursor (dbtools.Prepared): a send
+# runs each of them, and on an idle process SQLAlchemy's execute around them was most of a send's latency.
 _conversations, _members, _messages, _users_table = (
     Conversation.__table__,
     ConversationMember.__table__,
@@ -237,10 +238,11 @@ def _in(column, name: str, one: bool):
 
 
 @functools.cache
-def _members_and_senders(one: bool):
+def _members_and_senders(one: bool) -> Prepared:
     """The members of these conversations with each one's kind, and the senders' public fields on their own rows
-    (one statement for a whole batch of sends). Binds cid and uid, or (a batch of several) cids and uids."""
-    return (
+    (one statement for a whole batch of sends). Binds cid and uid, or (a batch of several) cids and uids.
+    Rows: conversation_id, user_id, kind, username, display_name, avatar_url."""
+    return Prepared(
         select(
             _members.c.conversation_id,
             _members.c.user_id,
@@ -259,10 +261,11 @@ def _members_and_senders(one: bool):
 
 
 @functools.cache
-def _take_seqs(one: bool):
+def _take_seqs(one: bool) -> Prepared:
     """Takes a conversation's next `n` seqs, locks its row until commit (so seqs have no gap, whoever sends at
-    once), and checks again, inside the writing transaction, that every sender (uid, or uids) is still a member."""
-    return (
+    once), and checks again, inside the writing transaction, that every sender (uid, or uids) is still a member.
+    Its one row holds the conversation's last seq now; no row: a sender is no longer a member."""
+    return Prepared(
         update(_conversations)
         .where(
             _conversations.c.id == bindparam("cid"),
@@ -279,9 +282,7 @@ def _take_seqs(one: bool):
     )
 
 
-# Many rows in one statement; (conversation_id, seq) tells which id is whose, whatever order the rows come back in.
-_INSERT_MESSAGES = insert(_messages).returning(_messages.c.id, _messages.c.conversation_id, _messages.c.seq)
-_READ_OWN = (
+_READ_OWN = Prepared(
     update(_members)
     .where(_members.c.conversation_id == bindparam("cid"), _members.c.user_id == bindparam("uid"))
     .values(last_read_seq=bindparam("seq"))
@@ -289,6 +290,19 @@ _READ_OWN = (
 # How many waiting sends one transaction stores at most (bsn/groupcommit.py): a batch holds the database's
 # single writer (SQLite) and, on gevent, the whole process for as long as it runs.
 SEND_BATCH = 100
+_STORED = ("conversation_id", "seq", "sender_id", "body", "client_id", "attachments", "created_at")
+
+
+@functools.lru_cache(maxsize=SEND_BATCH)
+def _insert_messages(n: int) -> Prepared:
+    """One INSERT of `n` messages, binding `<column>_<k>` for the k-th (columns: _STORED). Rows: id,
+    conversation_id, seq; (conversation_id, seq) tells which id is whose, whatever order they come back in."""
+    rows = [{c: bindparam(f"{c}_{k}", type_=_messages.c[c].type) for c in _STORED} for k in range(n)]
+    return Prepared(
+        insert(_messages).values(rows).returning(_messages.c.id, _messages.c.conversation_id, _messages.c.seq)
+    )
+
+
 # A batch is read again when a sender left a conversation between its read and its write; a conversation whose
 # members keep changing faster than that gets its sends refused rather than retried without end.
 SEND_PASSES = 5
@@ -392,17 +406,14 @@ def _store_pass(sends: Sequence[Send], todo: list[int], outcomes: list) -> list[
     cids, uids = sorted({sends[i].conversation_id for i in todo}), sorted({sends[i].sender_id for i in todo})
     one = len(cids) == len(uids) == 1
     params = {"cid": cids[0], "uid": uids[0]} if one else {"cids": cids, "uids": uids}
-    rows = connection.execute(_members_and_senders(one), params).all()
     members: dict[int, set[int]] = {}
     kinds: dict[int, str] = {}
     authors: dict[int, dict] = {}
-    for row in rows:
-        members.setdefault(row.conversation_id, set()).add(row.user_id)
-        kinds[row.conversation_id] = row.kind
-        if row.username is not None:
-            authors[row.user_id] = dict(
-                id=row.user_id, username=row.username, display_name=row.display_name, avatar_url=row.avatar_url
-            )
+    for cid, uid, kind, username, display_name, avatar_url in _members_and_senders(one).rows(connection, params):
+        members.setdefault(cid, set()).add(uid)
+        kinds[cid] = kind
+        if username is not None:
+            authors[uid] = dict(id=uid, username=username, display_name=display_name, avatar_url=avatar_url)
     ready: list[int] = []
     for i in todo:
         send = sends[i]
@@ -442,11 +453,12 @@ def _store_pass(sends: Sequence[Send], todo: list[int], outcomes: list) -> list[
             alone = len(senders) == 1
             params = {"cid": conversation_id, "senders": len(senders), "n": len(batch), "at": at}
             params.update({"uid": senders[0]} if alone else {"uids": senders})
-            last = connection.execute(_take_seqs(alone), params).scalar()
-            if last is None:
+            taken = _take_seqs(alone).rows(connection, params)
+            if not taken:
                 # A sender left (or the conversation went) since the read above: read again.
                 db.session.rollback()
                 return ready
+            last = taken[0][0]
             for k, i in enumerate(batch):
                 seqs[i] = last - len(batch) + 1 + k
         # Blocks are checked under the seq lock, as the membership is: a block made meanwhile is not missed.
@@ -464,22 +476,12 @@ def _store_pass(sends: Sequence[Send], todo: list[int], outcomes: list) -> list[
             for i, error in refused.items():
                 outcomes[i] = error
             return [i for i in ready if i not in refused]
-        stored = connection.execute(
-            _INSERT_MESSAGES,
-            [
-                {
-                    "conversation_id": sends[i].conversation_id,
-                    "seq": seqs[i],
-                    "sender_id": sends[i].sender_id,
-                    "body": sends[i].body,
-                    "client_id": sends[i].client_id,
-                    "attachments": sends[i].attachments,
-                    "created_at": at,
-                }
-                for i in ready
-            ],
-        ).all()
-        ids = {(row.conversation_id, row.seq): row.id for row in stored}
+        values = {}
+        for k, i in enumerate(ready):
+            send = sends[i]
+            row = (send.conversation_id, seqs[i], send.sender_id, send.body, send.client_id, send.attachments, at)
+            values.update(zip([f"{c}_{k}" for c in _STORED], row, strict=True))
+        ids = {(cid, seq): id_ for id_, cid, seq in _insert_messages(len(ready)).rows(connection, values)}
         # Built before the commit, from what is in hand: nothing that could fail runs once the messages are stored.
         stored_messages = {
             i: {
@@ -501,7 +503,7 @@ def _store_pass(sends: Sequence[Send], todo: list[int], outcomes: list) -> list[
         for i in ready:
             key = (sends[i].conversation_id, sends[i].sender_id)
             read_marks[key] = max(read_marks.get(key, 0), seqs[i])
-        connection.execute(_READ_OWN, [{"cid": cid, "uid": uid, "seq": seq} for (cid, uid), seq in read_marks.items()])
+        _READ_OWN.run_many(connection, [{"cid": cid, "uid": uid, "seq": seq} for (cid, uid), seq in read_marks.items()])
         for i, message in stored_messages.items():
             data = {"conversation_id": message["conversation_id"], "message_id": message["id"], "seq": message["seq"]}
             for user_id in elsewhere[i]:
