@@ -93,3 +93,28 @@ def test_processes_racing_on_one_user_never_leave_a_connected_user_offline(app, 
     assert online(USER)
     flags = [o for _, o, _ in announced]
     assert flags.count(True) == flags.count(False) + 1
+
+
+def test_a_refresh_renews_every_connection_a_slice_of_users_at_a_time(ctx, monkeypatch):
+    monkeypatch.setattr(presence, "REFRESH_SLICE", 3)
+    executed = []
+    pipeline = redis_store.client.pipeline
+
+    def counting_pipeline(*args, **kwargs):
+        pipe = pipeline(*args, **kwargs)
+        run = pipe.execute
+        monkeypatch.setattr(pipe, "execute", lambda *a, **k: executed.append(len(pipe.command_stack)) or run(*a, **k))
+        return pipe
+
+    monkeypatch.setattr(redis_store.client, "pipeline", counting_pipeline)
+    connections = {user_id: {f"/chat|{user_id}a", f"/chat|{user_id}b"} for user_id in range(1, 8)}
+    before = time.time()
+    presence.refresh(connections)
+    assert executed == [6, 6, 2]  # two commands a user: 3 + 3 + 1 users
+    client = redis_store.client
+    for user_id, members in connections.items():
+        scores = dict(client.zrange(presence.CONNS.format(user_id), 0, -1, withscores=True))
+        assert {m.decode() for m in scores} == members and min(scores.values()) >= before
+        assert client.zscore(presence.ONLINE, str(user_id)) >= before
+    presence.refresh({})
+    assert executed == [6, 6, 2]  # nobody connected here: not a round trip

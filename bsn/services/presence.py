@@ -79,16 +79,22 @@ def disconnected(user_id: int, connection: str) -> None:
         announce(user_id, False, float(last))
 
 
+# Users renewed per pipeline. Building a pipeline's commands is Python work that nothing else of a gevent web
+# process runs beside (some 25 µs a user); its round trip lets the rest run. One pipeline for 200 users held every
+# socket event back for 4-6 ms every PRESENCE_REFRESH_INTERVAL; a slice holds them about 1 ms.
+REFRESH_SLICE = 40
+
+
 def refresh(connections: dict[int, set[str]]) -> None:
-    """Renew this process's connections (called every PRESENCE_REFRESH_INTERVAL)."""
-    if not connections:
-        return
+    """Renew this process's connections (called every PRESENCE_REFRESH_INTERVAL), a slice of users at a time."""
     now = time.time()
-    pipe = redis_store.client.pipeline()
-    for user_id, members in connections.items():
-        pipe.zadd(CONNS.format(user_id), dict.fromkeys(members, now))
-        pipe.zadd(ONLINE, {str(user_id): now}, gt=True)
-    pipe.execute()
+    users = list(connections.items())
+    for start in range(0, len(users), REFRESH_SLICE):
+        pipe = redis_store.client.pipeline()
+        for user_id, members in users[start : start + REFRESH_SLICE]:
+            pipe.zadd(CONNS.format(user_id), dict.fromkeys(members, now))
+            pipe.zadd(ONLINE, {str(user_id): now}, gt=True)
+        pipe.execute()
 
 
 def sweep() -> int:
