@@ -175,9 +175,11 @@ def _init_socketio(app: Flask) -> None:
     from gevent import monkey
 
     from bsn.socketqueue import RecoveringRedisManager
-    from bsn.websocket import WebSocketEnviron
+    from bsn.websocket import WebSocketEnviron, write_packets_at_once
 
     async_mode = "gevent" if monkey.is_module_patched("socket") else "threading"
+    if async_mode == "gevent":
+        write_packets_at_once()
     socketio.init_app(
         app,
         async_mode=async_mode,

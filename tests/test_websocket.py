@@ -175,3 +175,81 @@ def test_two_greenlets_frames_never_interleave():
                 received += chunk
         gevent.joinall(writers, raise_error=True)
     assert sorted([received[:size], received[size:]]) == [b"a" * size, b"b" * size]
+
+
+def _read_all(sock, size: int) -> bytes:
+    import gevent
+
+    received = bytearray()
+    with gevent.Timeout(20):
+        while len(received) < size:
+            chunk = sock.recv(65536)
+            assert chunk, "the server ended the connection"
+            received += chunk
+    return bytes(received)
+
+
+def test_a_frame_is_written_at_once_and_the_rest_of_a_large_one_never_holds_up_the_sender():
+    import gevent
+
+    from bsn.websocket import FrameSocket
+
+    server, client = _gevent_pair()
+    size = 1 << 20
+    with server, client:
+        frames = FrameSocket(server)
+        assert frames.send_now(lambda: b"small")
+        assert _read_all(client, 5) == b"small"
+        made = []
+        # Nobody reads yet: a write that waited for the client would never return (the timeout would fail the test).
+        with gevent.Timeout(5):
+            assert frames.send_now(lambda: made.append(1) or b"a" * size)
+            # Its rest is still being written: the next frame is neither made nor written, and comes after it.
+            assert not frames.send_now(lambda: made.append(2) or b"never")
+        assert made == [1]
+        later = gevent.spawn(frames.send, b"b" * 10)  # as engine.io's writer, for a frame queued meanwhile
+        assert _read_all(client, size + 10) == b"a" * size + b"b" * 10
+        later.get(timeout=10)
+        assert frames.send_now(lambda: b"again")  # the lock was given back
+        assert _read_all(client, 5) == b"again"
+
+
+def test_a_failed_write_at_once_shuts_the_connection_like_a_failed_send():
+    from bsn.websocket import FrameSocket
+
+    server, client = _gevent_pair()
+    with server:
+        frames = FrameSocket(server)
+        client.close()
+        with pytest.raises(BrokenPipeError):
+            for _ in range(100):  # the first writes may still land in the kernel before it learns the peer is gone
+                frames.send_now(lambda: b"x" * 65536)
+        with pytest.raises(BrokenPipeError, match="earlier frame"):
+            frames.send(b"pong")
+
+
+def test_writes_at_once_are_for_gevent_sockets_only():
+    from bsn.websocket import FrameSocket
+
+    a, b = socket.socketpair()
+    with a, b:
+        assert FrameSocket(a).send_now(lambda: b"x") is False
+
+
+def test_a_slow_reader_gets_every_message_once_and_in_order_whichever_way_each_frame_went(app, pair):
+    """Some of ben's frames go out at once, some meet a frame still being written and are queued for the writer."""
+    count = 150
+    with web_process(app) as web:
+        ws = _chat_client(web.url, pair["ben"][1])
+        try:
+            _fill(app, pair["ann"][0], pair["chat"], count)  # published through Redis, written by the web process
+            seqs = []
+            while len(seqs) < count:
+                frame = ws.recv()
+                if frame.startswith('42/chat,["new_message"'):
+                    message = json.loads(frame[len("42/chat,") :])[1]
+                    assert message["body"] == BODY
+                    seqs.append(message["seq"])
+            assert seqs == list(range(1, count + 1))
+        finally:
+            ws.close()
