@@ -112,3 +112,53 @@ def test_a_connection_outside_a_transaction_begins_one_as_execute_would(ctx, mak
         assert connection.in_transaction()
         connection.rollback()
     assert db.session.scalar(select(Notification.id)) is None
+
+
+# ---- KeptConnection ----
+
+
+def _kept():
+    from bsn.dbtools import KeptConnection
+
+    return KeptConnection(db.engine)
+
+
+def test_a_kept_connection_serves_one_use_after_another(ctx):
+    kept = _kept()
+    with kept.use() as first:
+        first.execute(select(1))
+        first.rollback()
+    with kept.use() as second:
+        assert second is first and not second.closed
+    kept.close()
+    assert first.closed
+
+
+def test_a_kept_connection_idle_too_long_goes_back_to_the_pool(ctx, monkeypatch):
+    import bsn
+
+    kept = _kept()
+    with kept.use() as first:
+        pass
+    monkeypatch.setattr(bsn, "PING_IDLE_AFTER", 0.0)  # any pause is too long: the pool's checks run again
+    with kept.use() as second:
+        assert second is not first and first.closed
+    kept.close()
+
+
+def test_a_use_that_fails_drops_the_connection(ctx):
+    kept = _kept()
+    with pytest.raises(ZeroDivisionError), kept.use() as first:
+        1 / 0
+    assert first.closed
+    with kept.use() as second:
+        assert second is not first
+    kept.close()
+
+
+def test_a_use_while_it_is_in_use_gets_a_connection_of_its_own(ctx):
+    kept = _kept()
+    with kept.use() as first, kept.use() as beside:
+        assert beside is not first
+    assert beside.closed and not first.closed  # the one beside was returned; the kept one stays
+    kept.close()

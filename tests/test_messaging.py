@@ -472,7 +472,7 @@ def test_a_conversation_that_keeps_changing_answers_retry(app, client, trio, mon
     mine = (member.c.conversation_id == group) & (member.c.user_id == cid_id)
     online, store_pass, passes = messaging._online, messaging._store_pass, []
 
-    def cid_back_for_the_read(sends, todo, outcomes):
+    def cid_back_for_the_read(kept, sends, todo, outcomes):
         passes.append(todo)
         with db.engine.begin() as other:
             other.execute(delete(member).where(mine))
@@ -481,7 +481,7 @@ def test_a_conversation_that_keeps_changing_answers_retry(app, client, trio, mon
                     conversation_id=group, user_id=cid_id, role="member", last_read_seq=0, joined_at=datetime.now(UTC)
                 )
             )
-        return store_pass(sends, todo, outcomes)
+        return store_pass(kept, sends, todo, outcomes)
 
     def cid_gone_for_the_write(user_ids):
         with db.engine.begin() as other:
@@ -493,3 +493,39 @@ def test_a_conversation_that_keeps_changing_answers_retry(app, client, trio, mon
     monkeypatch.setattr(messaging, "SEND_PASSES", 2)
     (outcome,) = _sends(app, (cid_id, group, "am I in?", None))
     assert isinstance(outcome, Conflict) and outcome.code == "retry" and len(passes) == 2
+
+
+def test_sends_to_members_all_online_are_written_on_the_kept_connection_and_leave_it_clean(app, client, trio):
+    """No offline member, no notification: the storing task writes on its kept connection, not the ORM session."""
+    from sqlalchemy import select
+
+    from bsn.extensions import db
+    from bsn.models import ConversationMember, Message, Notification
+    from bsn.services import messaging
+
+    (ann_id, ann), (ben_id, _), (cid_id, _) = trio
+    group = create(client, ann, [ben_id, cid_id], title="Trip").get_json()["id"]
+    everyone = {ann_id: 1, ben_id: 1, cid_id: 1}
+    with app.app_context():
+        first, again = messaging.store_sends(
+            [
+                messaging.Send(ann_id, group, "hello", "k-1", [], everyone),
+                messaging.Send(ann_id, group, "hello", "k-1", [], everyone),  # a retry in the same batch
+            ]
+        )
+        (later,) = messaging.store_sends([messaging.Send(ann_id, group, "hello", "k-1", [], everyone)])
+        kept = messaging._send_connection()
+        connection = kept._connection
+        assert connection is not None and not connection.in_transaction()  # every pass ended what it began
+        assert first == again and later["id"] == first["id"] and first["seq"] == 1
+        assert db.session.scalars(select(Message.body)).all() == ["hello"]
+        read = db.session.scalar(
+            select(ConversationMember.last_read_seq).where(
+                ConversationMember.conversation_id == group, ConversationMember.user_id == ann_id
+            )
+        )
+        assert read == 1
+        assert db.session.scalar(select(Notification.id)) is None
+        (fresh,) = messaging.store_sends([messaging.Send(ben_id, group, "hi all", None, [], everyone)])
+        assert fresh["seq"] == 2 and kept._connection is connection  # the same connection, kept between batches
+        db.session.rollback()

@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from bsn import groupcommit, realtime
 from bsn.actors import Actor, Caller
 from bsn.clock import now as clock_now
-from bsn.dbtools import Prepared, end_transaction, insert_ignore
+from bsn.dbtools import KeptConnection, Prepared, end_transaction, insert_ignore
 from bsn.errors import Conflict, Forbidden, NotFound, ValidationError
 from bsn.extensions import db, redis_store
 from bsn.groupcommit import GroupCommit
@@ -389,20 +389,39 @@ def store_sends(sends: Sequence[Send]) -> list:
 
 
 def _store_passes(sends: Sequence[Send], todo: list[int], outcomes: list) -> None:
-    for _ in range(SEND_PASSES):
-        todo = _store_pass(sends, todo, outcomes)
-        if not todo:
-            return
+    with _send_connection().use() as kept:
+        for _ in range(SEND_PASSES):
+            todo = _store_pass(kept, sends, todo, outcomes)
+            if not todo:
+                return
     for i in todo:
         outcomes[i] = Conflict("The conversation changed while the message was stored; send again.", code="retry")
 
 
-def _store_pass(sends: Sequence[Send], todo: list[int], outcomes: list) -> list[int]:
-    """Store sends[i] for each i in `todo`, setting outcomes[i]; returns the ones to try again."""
+def _send_connection() -> KeptConnection:
+    """The connection this process's storing task writes sends with (one per process and app, as the task)."""
+    app = current_app._get_current_object()
+    kept = app.extensions.get("bsn_send_connection")
+    if kept is None:
+        kept = app.extensions.setdefault("bsn_send_connection", KeptConnection(db.engine))
+    return kept
+
+
+def _end(kept) -> None:
+    """End the pass's transactions: on the kept connection, and the session's (block checks, notifications)."""
+    kept.rollback()
+    end_transaction()
+
+
+def _store_pass(kept, sends: Sequence[Send], todo: list[int], outcomes: list) -> list[int]:
+    """Store sends[i] for each i in `todo`, setting outcomes[i]; returns the ones to try again.
+
+    Read and written on `kept` (_send_connection); a pass that notifies offline members writes through the ORM
+    session instead, in which notifications.notify adds its rows and after-commit pushes."""
     if not todo:
         return []
-    db.session.rollback()  # what follows starts from a fresh transaction
-    connection = db.session.connection()
+    _end(kept)  # what follows starts from a fresh transaction
+    connection = kept
     cids, uids = sorted({sends[i].conversation_id for i in todo}), sorted({sends[i].sender_id for i in todo})
     one = len(cids) == len(uids) == 1
     params = {"cid": cids[0], "uid": uids[0]} if one else {"cids": cids, "uids": uids}
@@ -423,7 +442,7 @@ def _store_pass(sends: Sequence[Send], todo: list[int], outcomes: list) -> list[
             continue
         ready.append(i)
     if not ready:
-        db.session.rollback()
+        _end(kept)
         return []
     elsewhere = {
         i: [
@@ -438,15 +457,17 @@ def _store_pass(sends: Sequence[Send], todo: list[int], outcomes: list) -> list[
     if asked:
         # Ends the read before presence is asked of Redis: no transaction (nor SQLite turn) waits on the network.
         # With every member connected here there is nothing to ask, and the write continues this transaction.
-        db.session.rollback()
+        _end(kept)
         online = _online(asked)
+    offline = {i: [uid for uid in elsewhere[i] if uid not in online] for i in ready}
+    notifying = any(offline.values())
     at = clock_now()
     by_conversation: dict[int, list[int]] = {}
     for i in ready:
         by_conversation.setdefault(sends[i].conversation_id, []).append(i)
     seqs: dict[int, int] = {}
     try:
-        connection = db.session.connection()
+        connection = db.session.connection() if notifying else kept
         for conversation_id in sorted(by_conversation):  # always in the same order: no deadlock between batches
             batch = by_conversation[conversation_id]
             senders = sorted({sends[i].sender_id for i in batch})
@@ -456,7 +477,7 @@ def _store_pass(sends: Sequence[Send], todo: list[int], outcomes: list) -> list[
             taken = _take_seqs(alone).rows(connection, params)
             if not taken:
                 # A sender left (or the conversation went) since the read above: read again.
-                db.session.rollback()
+                _end(kept)
                 return ready
             last = taken[0][0]
             for k, i in enumerate(batch):
@@ -472,7 +493,7 @@ def _store_pass(sends: Sequence[Send], todo: list[int], outcomes: list) -> list[
                     refused[i] = error
         if refused:
             # Their seqs are given back by the rollback; the others are stored by the next pass.
-            db.session.rollback()
+            _end(kept)
             for i, error in refused.items():
                 outcomes[i] = error
             return [i for i in ready if i not in refused]
@@ -506,16 +527,19 @@ def _store_pass(sends: Sequence[Send], todo: list[int], outcomes: list) -> list[
         _READ_OWN.run_many(connection, [{"cid": cid, "uid": uid, "seq": seq} for (cid, uid), seq in read_marks.items()])
         for i, message in stored_messages.items():
             data = {"conversation_id": message["conversation_id"], "message_id": message["id"], "seq": message["seq"]}
-            for user_id in elsewhere[i]:
-                if user_id not in online:
-                    notifications.notify(user_id, "message", sends[i].sender_id, data)
-        db.session.commit()
+            for user_id in offline[i]:
+                notifications.notify(user_id, "message", sends[i].sender_id, data)
+        if notifying:
+            db.session.commit()
+        else:
+            kept.commit()
+            end_transaction()  # the block checks' reads
     except IntegrityError as error:
         # A reused client_id fails on the unique index: cheaper than looking for it before every send.
-        db.session.rollback()
+        _end(kept)
         return _answer_earlier(sends, ready, outcomes, error)
     except Exception:
-        db.session.rollback()
+        _end(kept)
         raise
     for i, data in stored_messages.items():
         outcomes[i] = data
