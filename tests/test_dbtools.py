@@ -148,8 +148,8 @@ def test_a_kept_connection_idle_too_long_goes_back_to_the_pool(ctx, monkeypatch)
 
 def test_a_use_that_fails_drops_the_connection(ctx):
     kept = _kept()
-    with pytest.raises(ZeroDivisionError), kept.use() as first:
-        1 / 0
+    with pytest.raises(RuntimeError, match="the pass failed"), kept.use() as first:
+        raise RuntimeError("the pass failed")
     assert first.closed
     with kept.use() as second:
         assert second is not first
