@@ -1,4 +1,4 @@
-"""Database helpers that differ by backend: row locks, upserts, cursors."""
+"""Database helpers: what differs by backend (row locks, upserts), page cursors, hot-path statements and connection."""
 
 from __future__ import annotations
 
