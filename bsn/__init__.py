@@ -90,6 +90,9 @@ def _derive_settings(app: Flask) -> None:
 # have died silently, is pinged. The pool replaces a connection failing either check. One that dies in
 # use fails its request (503), and SQLAlchemy then renews every pooled connection.
 PING_IDLE_AFTER = 1.0
+# Set by a task that kept a connection out of the pool (dbtools.KeptConnection) when it returns it: the time it last
+# used it, which is when its idleness began.
+KEPT_IDLE_SINCE = "bsn_kept_idle_since"
 
 
 def _unpatched_select():
@@ -108,7 +111,7 @@ _poll_now = _unpatched_select()
 
 @event.listens_for(Pool, "checkin")
 def _idle_since(_dbapi_connection, record):
-    record.info["bsn_idle_since"] = time.monotonic()
+    record.info["bsn_idle_since"] = record.info.pop(KEPT_IDLE_SINCE, None) or time.monotonic()
 
 
 @event.listens_for(Pool, "checkout")

@@ -80,7 +80,7 @@ class Prepared:
     What stays as with execute():
     - values go through the dialect's own bind processors (UTC datetimes, JSON), so they are stored the same;
     - driver errors are raised as SQLAlchemy's (IntegrityError, OperationalError, ...), and a connection found
-      lost is invalidated;
+      lost is invalidated, with the pool's others;
     - a connection outside a transaction begins one first, with the engine's begin events;
     - the engine's before/after_cursor_execute events fire (statement recorders, tracers).
     What differs: rows are the driver's tuples, without result processing, so only columns the driver already
@@ -160,7 +160,10 @@ class Prepared:
         except dialect.loaded_dbapi.Error as error:
             lost = dialect.is_disconnect(error, dbapi_connection.dbapi_connection, cursor)
             if lost:
+                # As execute() does: this connection is discarded, and the pool's others are not trusted either (a
+                # restart closed them all); the ones in use go with their holders.
                 connection.invalidate(error)
+                connection.engine.dispose(close=False)
             raise DBAPIError.instance(
                 sql,
                 args,
@@ -203,11 +206,12 @@ class KeptConnection:
                 yield connection
             return
         try:
-            from bsn import PING_IDLE_AFTER
+            from bsn import KEPT_IDLE_SINCE, PING_IDLE_AFTER
 
             connection = self._connection
             if connection is not None and time.monotonic() - self._last_used >= PING_IDLE_AFTER:
                 self._connection = None
+                connection.info[KEPT_IDLE_SINCE] = self._last_used  # so the pool's check-out sees it idle that long
                 connection.close()
                 connection = None
             if connection is None:

@@ -22,6 +22,7 @@ from contextlib import suppress
 import gevent
 import gevent.lock
 import gevent.socket
+import gevent.ssl
 
 
 class WebSocketEnviron:
@@ -67,14 +68,26 @@ class FrameSocket:
         self._sock = sock
         sock.settimeout(stall_timeout)
         self._broken = False
-        self._on_gevent = isinstance(sock, gevent.socket.socket)
+        on_gevent = isinstance(sock, gevent.socket.socket)
+        # Written straight to the descriptor: never a TLS socket, whose bytes must go through its own send.
+        self._direct = on_gevent and not isinstance(sock, gevent.ssl.SSLSocket)
         # A greenlet waiting on a thread's lock would stall every other greenlet of the process.
-        self._lock = gevent.lock.Semaphore() if self._on_gevent else threading.Lock()
+        self._lock = gevent.lock.Semaphore() if on_gevent else threading.Lock()
+        # Frames made and waiting for the lock. A released Semaphore wakes its waiter later, and meanwhile reads as
+        # free: send_now must not slip a later frame in before them.
+        self._waiting = 0
 
     def send(self, data, flags: int = 0) -> int:
-        with self._lock:
+        self._waiting += 1
+        try:
+            self._lock.acquire()
+        finally:
+            self._waiting -= 1
+        try:
             self._refuse_if_broken()
             self._write(memoryview(data), flags)
+        finally:
+            self._lock.release()
         return len(data)
 
     sendall = send
@@ -82,13 +95,13 @@ class FrameSocket:
     def send_now(self, frame: Callable[[], bytes]) -> bool:
         """Write a frame without waiting for the client or for another frame (gevent only).
 
-        False, with nothing made or written, when another frame is being written (or on plain threads). Else the
-        frame is made, holding the lock, so frames are made in the order they go out (permessage-deflate's state
-        depends on it), and written: at once as far as the kernel's buffer takes it, and the rest, if any, by a task
-        of its own that keeps the lock until it is done, so no other frame can pass it. A failed write shuts the
-        connection down as `send` does and raises BrokenPipeError.
+        False, with nothing made or written, when another frame is being written or waits to be (and on plain
+        threads or TLS). Else the frame is made, holding the lock, so frames are made in the order they go out
+        (permessage-deflate's state depends on it), and written: at once as far as the kernel's buffer takes it, and
+        the rest, if any, by a task of its own that keeps the lock until it is done, so no other frame can pass it.
+        A failed write shuts the connection down as `send` does and raises BrokenPipeError.
         """
-        if not self._on_gevent or self._lock.locked():
+        if not self._direct or self._waiting or self._lock.locked():
             return False
         self._lock.acquire()
         try:

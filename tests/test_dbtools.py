@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, create_engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from bsn.dbtools import Prepared
@@ -47,7 +47,7 @@ def test_values_are_stored_as_execute_stores_them(ctx, make_user):
     )
 
 
-def test_a_naive_datetime_is_refused_as_by_execute(ctx, make_user):
+def test_a_naive_datetime_is_refused(ctx, make_user):
     uid, _ = make_user()
     with pytest.raises(ValueError, match="naive"):
         _add(db.session.connection(), uid, at=datetime(2026, 12, 7, 11, 0))
@@ -162,3 +162,28 @@ def test_a_use_while_it_is_in_use_gets_a_connection_of_its_own(ctx):
         assert beside is not first
     assert beside.closed and not first.closed  # the one beside was returned; the kept one stays
     kept.close()
+
+
+def test_a_kept_connection_returned_after_idling_is_checked_as_idle_since_its_last_use(ctx, monkeypatch):
+    import bsn
+    from bsn.dbtools import KeptConnection
+
+    engine = create_engine(db.engine.url, pool_size=1, max_overflow=0)  # one connection: the same one comes back
+    pings = []
+    ping = engine.dialect.do_ping
+    monkeypatch.setattr(engine.dialect, "do_ping", lambda connection: pings.append(1) or ping(connection))
+    try:
+        kept = KeptConnection(engine)
+        with kept.use() as first:
+            first.execute(select(1))
+            first.rollback()
+        kept._last_used -= 2 * bsn.PING_IDLE_AFTER  # it sat idle that long
+        with kept.use() as again:
+            assert again is not first
+            again.execute(select(1))
+            again.rollback()
+        # Back in the pool and out again at once, yet the check-out pinged it: its idle time counts from its last use.
+        assert pings == [1]
+        kept.close()
+    finally:
+        engine.dispose()

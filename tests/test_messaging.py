@@ -495,9 +495,9 @@ def test_a_conversation_that_keeps_changing_answers_retry(app, client, trio, mon
     assert isinstance(outcome, Conflict) and outcome.code == "retry" and len(passes) == 2
 
 
-def test_sends_to_members_all_online_are_written_on_the_kept_connection_and_leave_it_clean(app, client, trio):
+def test_sends_to_members_all_online_are_written_on_the_kept_connection_and_leave_it_clean(app, client, trio, request):
     """No offline member, no notification: the storing task writes on its kept connection, not the ORM session."""
-    from sqlalchemy import select
+    from sqlalchemy import event, select
 
     from bsn.extensions import db
     from bsn.models import ConversationMember, Message, Notification
@@ -506,7 +506,16 @@ def test_sends_to_members_all_online_are_written_on_the_kept_connection_and_leav
     (ann_id, ann), (ben_id, _), (cid_id, _) = trio
     group = create(client, ann, [ben_id, cid_id], title="Trip").get_json()["id"]
     everyone = {ann_id: 1, ben_id: 1, cid_id: 1}
+    writers = []  # the connection each INSERT INTO messages ran on
+
+    def seen(conn, _cursor, statement, *_args):
+        if statement.startswith("INSERT INTO messages"):
+            writers.append(conn)
+
     with app.app_context():
+        engine = db.engine
+        event.listen(engine, "before_cursor_execute", seen)
+        request.addfinalizer(lambda: event.remove(engine, "before_cursor_execute", seen))
         first, again = messaging.store_sends(
             [
                 messaging.Send(ann_id, group, "hello", "k-1", [], everyone),
@@ -528,4 +537,5 @@ def test_sends_to_members_all_online_are_written_on_the_kept_connection_and_leav
         assert db.session.scalar(select(Notification.id)) is None
         (fresh,) = messaging.store_sends([messaging.Send(ben_id, group, "hi all", None, [], everyone)])
         assert fresh["seq"] == 2 and kept._connection is connection  # the same connection, kept between batches
+        assert writers and all(writer is connection for writer in writers)  # not the ORM session's
         db.session.rollback()

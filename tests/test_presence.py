@@ -118,3 +118,42 @@ def test_a_refresh_renews_every_connection_a_slice_of_users_at_a_time(ctx, monke
         assert client.zscore(presence.ONLINE, str(user_id)) >= before
     presence.refresh({})
     assert executed == [6, 6, 2]  # nobody connected here: not a round trip
+
+
+def test_a_connection_that_closes_during_a_refresh_is_not_brought_back(ctx, monkeypatch):
+    monkeypatch.setattr(presence, "REFRESH_SLICE", 1)
+    gone: set[str] = set()
+    pipeline = redis_store.client.pipeline
+
+    def closing_pipeline(*args, **kwargs):
+        pipe = pipeline(*args, **kwargs)
+        run = pipe.execute
+
+        def execute(*a, **k):
+            result = run(*a, **k)
+            gone.add("/chat|2a")  # user 2's socket closes while user 1's slice is on the wire
+            return result
+
+        monkeypatch.setattr(pipe, "execute", execute)
+        return pipe
+
+    monkeypatch.setattr(redis_store.client, "pipeline", closing_pipeline)
+    presence.refresh({1: {"/chat|1a"}, 2: {"/chat|2a"}}, alive=lambda connection: connection not in gone)
+    client = redis_store.client
+    assert client.zrange(presence.CONNS.format(1), 0, -1) == [b"/chat|1a"]
+    assert client.zrange(presence.CONNS.format(2), 0, -1) == []
+    assert client.zscore(presence.ONLINE, "2") is None
+
+
+def test_the_registry_vouches_only_for_sockets_still_open_here():
+    from types import SimpleNamespace
+
+    from bsn.sockets.base import ConnectionRegistry
+
+    registry = ConnectionRegistry()
+    registry.namespaces = [
+        SimpleNamespace(namespace="/chat", callers={"s1": 7}),
+        SimpleNamespace(namespace="/presence", callers={"s2": 7}),
+    ]
+    assert registry._alive("/chat|s1") and registry._alive("/presence|s2")
+    assert not registry._alive("/chat|s2") and not registry._alive("/feed|s1")

@@ -253,3 +253,24 @@ def test_a_slow_reader_gets_every_message_once_and_in_order_whichever_way_each_f
             assert seqs == list(range(1, count + 1))
         finally:
             ws.close()
+
+
+def test_a_frame_waiting_for_the_lock_is_not_passed_by_a_write_at_once():
+    """A released gevent Semaphore wakes its waiter later and reads as free meanwhile: send_now must still wait."""
+    import gevent
+
+    from bsn.websocket import FrameSocket
+
+    server, client = _gevent_pair()
+    with server, client:
+        frames = FrameSocket(server)
+        frames._lock.acquire()  # a frame being written (as send or send_now's finishing task hold it)
+        waiting = gevent.spawn(frames.send, b"first")
+        gevent.sleep(0)  # it is now blocked on the lock
+        frames._lock.release()  # its wake-up is only scheduled
+        assert not frames._lock.locked()
+        assert not frames.send_now(lambda: b"second")  # so this one is queued behind it, as engine.io would
+        waiting.get(timeout=10)
+        assert _read_all(client, 5) == b"first"
+        assert frames.send_now(lambda: b"third")
+        assert _read_all(client, 5) == b"third"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from flask import current_app
 from sqlalchemy import select
@@ -85,16 +86,23 @@ def disconnected(user_id: int, connection: str) -> None:
 REFRESH_SLICE = 40
 
 
-def refresh(connections: dict[int, set[str]]) -> None:
-    """Renew this process's connections (called every PRESENCE_REFRESH_INTERVAL), a slice of users at a time."""
+def refresh(connections: dict[int, set[str]], alive: Callable[[str], bool] = lambda connection: True) -> None:
+    """Renew this process's connections (called every PRESENCE_REFRESH_INTERVAL), a slice of users at a time.
+
+    Each slice renews only the connections `alive` still vouches for when it is built: one that closed during an
+    earlier slice's round trip has been removed (and its user maybe announced offline), and must not come back.
+    """
     now = time.time()
     users = list(connections.items())
     for start in range(0, len(users), REFRESH_SLICE):
         pipe = redis_store.client.pipeline()
         for user_id, members in users[start : start + REFRESH_SLICE]:
-            pipe.zadd(CONNS.format(user_id), dict.fromkeys(members, now))
-            pipe.zadd(ONLINE, {str(user_id): now}, gt=True)
-        pipe.execute()
+            live = [connection for connection in members if alive(connection)]
+            if live:
+                pipe.zadd(CONNS.format(user_id), dict.fromkeys(live, now))
+                pipe.zadd(ONLINE, {str(user_id): now}, gt=True)
+        if pipe.command_stack:
+            pipe.execute()
 
 
 def sweep() -> int:

@@ -251,6 +251,11 @@ class ConnectionRegistry:
 
         socketio.start_background_task(self._refresh_forever, app)
 
+    def _alive(self, connection: str) -> bool:
+        """Whether a connection named by BSNNamespace._connection is still open on this process."""
+        name, _, sid = connection.partition("|")
+        return any(namespace.namespace == name and sid in namespace.callers for namespace in self.namespaces)
+
     def _refresh_forever(self, app) -> None:
         from bsn.extensions import socketio
 
@@ -262,7 +267,7 @@ class ConnectionRegistry:
                     for namespace in self.namespaces:
                         for user_id, members in namespace.local_connections().items():
                             merged.setdefault(user_id, set()).update(members)
-                    presence.refresh(merged)
+                    presence.refresh(merged, self._alive)
             except Exception:
                 log.exception("presence refresh failed")
 
