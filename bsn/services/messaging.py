@@ -293,11 +293,20 @@ SEND_BATCH = 100
 _STORED = ("conversation_id", "seq", "sender_id", "body", "client_id", "attachments", "created_at")
 
 
+@functools.cache
+def _bind_names(k: int) -> tuple[str, ...]:
+    """The bind names of the k-th message of a batch, made once: `<column>_<k>` for each column of _STORED."""
+    return tuple(f"{c}_{k}" for c in _STORED)
+
+
 @functools.lru_cache(maxsize=SEND_BATCH)
 def _insert_messages(n: int) -> Prepared:
-    """One INSERT of `n` messages, binding `<column>_<k>` for the k-th (columns: _STORED). Rows: id,
-    conversation_id, seq; (conversation_id, seq) tells which id is whose, whatever order they come back in."""
-    rows = [{c: bindparam(f"{c}_{k}", type_=_messages.c[c].type) for c in _STORED} for k in range(n)]
+    """One INSERT of `n` messages, the k-th bound as _bind_names(k). Rows: id, conversation_id, seq;
+    (conversation_id, seq) tells which id is whose, whatever order they come back in."""
+    rows = [
+        {c: bindparam(name, type_=_messages.c[c].type) for c, name in zip(_STORED, _bind_names(k), strict=True)}
+        for k in range(n)
+    ]
     return Prepared(
         insert(_messages).values(rows).returning(_messages.c.id, _messages.c.conversation_id, _messages.c.seq)
     )
@@ -421,14 +430,13 @@ def _store_pass(kept, sends: Sequence[Send], todo: list[int], outcomes: list) ->
     if not todo:
         return []
     _end(kept)  # what follows starts from a fresh transaction
-    connection = kept
     cids, uids = sorted({sends[i].conversation_id for i in todo}), sorted({sends[i].sender_id for i in todo})
     one = len(cids) == len(uids) == 1
     params = {"cid": cids[0], "uid": uids[0]} if one else {"cids": cids, "uids": uids}
     members: dict[int, set[int]] = {}
     kinds: dict[int, str] = {}
     authors: dict[int, dict] = {}
-    for cid, uid, kind, username, display_name, avatar_url in _members_and_senders(one).rows(connection, params):
+    for cid, uid, kind, username, display_name, avatar_url in _members_and_senders(one).rows(kept, params):
         members.setdefault(cid, set()).add(uid)
         kinds[cid] = kind
         if username is not None:
@@ -501,7 +509,7 @@ def _store_pass(kept, sends: Sequence[Send], todo: list[int], outcomes: list) ->
         for k, i in enumerate(ready):
             send = sends[i]
             row = (send.conversation_id, seqs[i], send.sender_id, send.body, send.client_id, send.attachments, at)
-            values.update(zip([f"{c}_{k}" for c in _STORED], row, strict=True))
+            values.update(zip(_bind_names(k), row, strict=True))
         ids = {(cid, seq): id_ for id_, cid, seq in _insert_messages(len(ready)).rows(connection, values)}
         # Built before the commit, from what is in hand: nothing that could fail runs once the messages are stored.
         stored_messages = {
